@@ -1,0 +1,62 @@
+"""The ``posenfs`` Typer application: global options and command registration."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from posenfs_cli import __version__
+from posenfs_cli.cli.common import GlobalState, console
+
+app = typer.Typer(
+    name="posenfs",
+    help="Pose Neural Fabrics Search: search, train, prune, evaluate, profile and run "
+    "part-specific architectures for human pose estimation.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"posenfs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    device: str = typer.Option(
+        "auto", "--device", help="auto | cpu | cuda | cuda:N (default for every command)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    ctx.obj = GlobalState(device=device)
+
+
+# Command modules register themselves on `app` when imported. Only working commands are listed.
+COMMAND_MODULES = [
+    "posenfs_cli.cli.profile",
+]
+
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Datasets (MPII, COCO, synthetic people), transforms and training targets."""

@@ -1,0 +1,1 @@
+"""Training engine: trainer, search strategies, checkpoints, distributed helpers."""

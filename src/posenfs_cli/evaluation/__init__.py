@@ -1,0 +1,1 @@
+"""Decoding, PCKh, COCO evaluation and OKS-NMS."""

@@ -1,0 +1,1 @@
+"""Drawing: skeletons, heatmaps, fabric diagrams, curves."""
