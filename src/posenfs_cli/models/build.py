@@ -1,0 +1,75 @@
+"""Config -> model. The one place that turns a ``ModelConfig`` into a ``PoseNet``."""
+
+from __future__ import annotations
+
+from posenfs_cli.config import ModelConfig, Recipe
+from posenfs_cli.data.keypoints import KeypointLayout, get_layout
+from posenfs_cli.errors import PosenfsError
+from posenfs_cli.models.backbones import build_backbone
+from posenfs_cli.models.backbones.fabric import FabricBackbone
+from posenfs_cli.models.parts import PartGroup, resolve_parts
+from posenfs_cli.models.posenet import PartNet, PoseNet
+from posenfs_cli.nas.fabric import FabricSpec, PruneSpec
+from posenfs_cli.nas.ops import check_ops
+
+
+def subnet_spec(cfg: ModelConfig) -> FabricSpec:
+    return FabricSpec(
+        total_layers=cfg.layers,
+        first_layer=cfg.cut,
+        last_layer=cfg.layers,
+        channels=cfg.channels,
+        hidden=cfg.hidden,
+        ops=tuple(cfg.ops),
+        in_width=4,
+    )
+
+
+def validate_model_config(cfg: ModelConfig) -> None:
+    check_ops(cfg.ops, "model.ops")
+    if cfg.backbone == "fabric":
+        check_ops(cfg.fabric.ops, "model.fabric.ops")
+    if not 0 <= cfg.cut < cfg.layers:
+        raise PosenfsError(f"model.cut must be in [0, layers={cfg.layers}), got {cfg.cut}")
+    for name in ("hidden", "channels", "vector_dim"):
+        if getattr(cfg, name) < 1:
+            raise PosenfsError(f"model.{name} must be >= 1, got {getattr(cfg, name)}")
+
+
+def part_groups(cfg: ModelConfig, layout: KeypointLayout) -> list[PartGroup]:
+    return resolve_parts(layout, cfg.parts, cfg.groups, cfg.random_parts, cfg.part_seed)
+
+
+def build_model(
+    cfg: ModelConfig,
+    layout: KeypointLayout,
+    prune: dict[str, PruneSpec] | None = None,
+    load_pretrained: bool = True,
+) -> PoseNet:
+    """Backbone + one CNF per body part. ``prune`` maps part name (or 'backbone') -> absent parts."""
+    validate_model_config(cfg)
+    prune = prune or {}
+    if cfg.backbone == "fabric":
+        backbone = FabricBackbone(cfg.fabric, cfg.bn_momentum, prune.get("backbone"))
+        if cfg.pretrained and load_pretrained:
+            from posenfs_cli.models.backbones.pretrained import identity_map, load_pretrained
+
+            load_pretrained(backbone, cfg.pretrained, identity_map, source_name="posenfs fabric")
+    else:
+        if not load_pretrained and cfg.pretrained:
+            cfg = ModelConfig(**{**cfg.__dict__, "pretrained": None})
+        backbone = build_backbone(cfg)
+    groups = part_groups(cfg, layout)
+    unknown = set(prune) - {g.name for g in groups} - {"backbone"}
+    if unknown:
+        raise PosenfsError(f"pruning names unknown parts: {', '.join(sorted(unknown))}")
+    spec = subnet_spec(cfg)
+    parts = [
+        PartNet(g, spec, list(backbone.out_channels), cfg.vector_dim, cfg.bn_momentum, prune.get(g.name))
+        for g in groups
+    ]
+    return PoseNet(backbone, parts, layout.num_joints)
+
+
+def build_from_recipe(recipe: Recipe, load_pretrained: bool = True) -> PoseNet:
+    return build_model(recipe.model, get_layout(recipe.data.keypoints), load_pretrained=load_pretrained)

@@ -1,0 +1,89 @@
+"""The part-specific pose network: shared backbone pyramid -> P part CNFs -> merged keypoints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from posenfs_cli.models.head import VectorHead, merge_parts
+from posenfs_cli.models.parts import PartGroup
+from posenfs_cli.nas.fabric import CNF, FabricSpec, PruneSpec, scale_channels
+
+
+class PartNet(nn.Module):
+    """One body part: 1x1 adapters for the pyramid levels it reads, a CNF subnetwork, a head."""
+
+    def __init__(
+        self,
+        group: PartGroup,
+        spec: FabricSpec,
+        in_channels: list[int],
+        vector_dim: int,
+        bn_momentum: float = 0.1,
+        prune: PruneSpec | None = None,
+    ):
+        super().__init__()
+        self.name = group.name
+        self.joints = group.joints
+        self.cnf = CNF(spec, bn_momentum, prune)
+        used = self.cnf.input_levels_used()
+        self.levels: tuple[int, ...] = tuple(used)
+        self.width = len(in_channels)
+        self.adapters = nn.ModuleList(
+            nn.Identity()
+            if in_channels[lvl] == scale_channels(spec.channels, lvl)
+            else nn.Conv2d(in_channels[lvl], scale_channels(spec.channels, lvl), 1, bias=True)
+            for lvl in used
+        )
+        self.head = VectorHead(scale_channels(spec.channels, 0), len(group.joints), vector_dim)
+
+    def forward(self, pyramid: list[Tensor]) -> Tensor:
+        feats: list[Tensor | None] = [None] * self.width
+        for lvl, adapter in zip(self.levels, self.adapters, strict=True):
+            feats[lvl] = adapter(pyramid[lvl])
+        out = self.cnf(feats)[0]
+        assert out is not None, f"part {self.name}: the output cell was pruned"
+        return self.head(out)
+
+
+class PoseNet(nn.Module):
+    """Backbone + P part CNFs; output [N, K, H/4, W/4] in the dataset's native joint order."""
+
+    def __init__(self, backbone: nn.Module, parts: list[PartNet], num_joints: int):
+        super().__init__()
+        self.backbone = backbone
+        self.parts = nn.ModuleList(parts)
+        self.num_joints = num_joints
+        index = [j for p in parts for j in p.joints]
+        self.register_buffer("merge_index", torch.tensor(index, dtype=torch.long), persistent=False)
+        self.identity_merge = index == list(range(num_joints))
+
+    def forward(self, x: Tensor) -> Tensor:
+        pyramid = self.backbone(x)
+        maps = [part(pyramid) for part in self.parts]
+        if self.identity_merge:
+            return maps[0] if len(maps) == 1 else torch.cat(maps, dim=1)
+        return merge_parts(maps, self.merge_index, self.num_joints)
+
+    # Architecture (α, β) vs weights: parameters named *.alpha / *.beta are architecture.
+    def named_arch_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        for name, p in self.named_parameters():
+            if name.endswith(".alpha") or name.endswith(".beta"):
+                yield name, p
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [p for _, p in self.named_arch_parameters()]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def cnfs(self) -> Iterator[tuple[str, CNF]]:
+        """Every searchable fabric: the backbone's (if it is a fabric) and each part's."""
+        bb = getattr(self.backbone, "cnf", None)
+        if isinstance(bb, CNF):
+            yield "backbone", bb
+        for part in self.parts:
+            yield part.name, part.cnf
