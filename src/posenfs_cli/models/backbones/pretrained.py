@@ -1,0 +1,186 @@
+"""Loading ImageNet/pose weights into a backbone from a local file, with an explicit key map.
+
+Nothing is downloaded: ``model.pretrained`` names a file on disk, either ``.safetensors`` or a
+torch checkpoint (read with ``weights_only=True``). Loading is strict in both directions:
+
+* checkpoint keys for which ``unused(key)`` is true belong to parts we do not build on purpose
+  (a classifier, the last stage, ...) and are dropped;
+* every other key is passed through ``key_map``, which names one of our parameters or buffers
+  (or returns ``None`` when it knows no counterpart); a key that maps to nothing of ours is an
+  error;
+* every parameter/buffer of ours must be provided with the right shape (only BatchNorm's
+  ``num_batches_tracked`` counters may be absent: older checkpoints do not have them).
+
+Any problem raises :class:`~posenfs_cli.errors.PosenfsError` with a single message naming the
+file and (up to ``MAX_LISTED`` of) the offending keys.
+
+Public API::
+
+    KeyMap = Callable[[str], str | None]
+    read_checkpoint(path) -> dict[str, Tensor]
+    apply_checkpoint(module, state, key_map, unused=None, source_name="", path=None) -> None
+    load_pretrained(module, path, key_map, unused=None, source_name="") -> None
+    prefix_matcher(*prefixes) -> Callable[[str], bool]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from posenfs_cli.errors import PosenfsError
+
+KeyMap = Callable[[str], "str | None"]
+"""Maps a checkpoint key to our state-dict key, or ``None`` when it has no counterpart."""
+
+MAX_LISTED = 10
+
+# Containers that training scripts commonly wrap a state dict in, tried in this order.
+_CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "net")
+_NUM_BATCHES = "num_batches_tracked"
+
+
+def identity_map(key: str) -> str:
+    """Key map for checkpoints that already use our names."""
+    return key
+
+
+def prefix_matcher(*prefixes: str) -> Callable[[str], bool]:
+    """Predicate true for keys equal to a prefix or under it (``"fc"`` matches ``fc.weight``)."""
+    stems = tuple(p.rstrip(".") for p in prefixes)
+
+    def match(key: str) -> bool:
+        return any(key == s or key.startswith(s + ".") for s in stems)
+
+    return match
+
+
+def _listing(keys: Iterable[str]) -> str:
+    keys = list(keys)
+    shown = ", ".join(keys[:MAX_LISTED])
+    if len(keys) > MAX_LISTED:
+        shown += f", ... ({len(keys) - MAX_LISTED} more)"
+    return shown
+
+
+def _unwrap(obj: Any, path: Path) -> dict[str, Tensor]:
+    """Find the flat ``{name: tensor}`` mapping inside a loaded checkpoint object."""
+    while isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping):
+        raise PosenfsError(f"{path} does not hold a state dict (found {type(obj).__name__})")
+    state = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not state:
+        raise PosenfsError(f"{path} holds no tensors")
+    # DataParallel / DistributedDataParallel wrap every name in "module.".
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    # Detector / pose-framework checkpoints (mmdet, mmpose, ...): keep the backbone subtree.
+    if any(k.startswith("backbone.") for k in state):
+        state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    return state
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """Read a ``.safetensors`` or torch weights file and return its flat state dict (CPU).
+
+    Common wrappers are removed: a ``state_dict``/``model``/... container, a ``module.`` prefix
+    on every key, and a ``backbone.`` subtree (other subtrees are then ignored).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise PosenfsError(f"pretrained weights file not found: {path}")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(9)
+        # A safetensors file starts with an 8-byte header length followed by a JSON header.
+        if path.suffix == ".safetensors" or head[8:9] == b"{":
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, pickle with arbitrary objects, ...
+        raise PosenfsError(f"cannot read weights from {path}: {exc}") from exc
+    return _unwrap(obj, path)
+
+
+def apply_checkpoint(
+    module: nn.Module,
+    state: Mapping[str, Tensor],
+    key_map: KeyMap,
+    unused: Callable[[str], bool] | None = None,
+    source_name: str = "",
+    path: str | Path | None = None,
+) -> None:
+    """Load an already-read checkpoint ``state`` into ``module`` through ``key_map`` (strict).
+
+    Checkpoint keys for which ``unused(key)`` is true are dropped first; every other key must
+    be mapped by ``key_map`` onto one of our keys. ``source_name`` (e.g. ``"MobileNetV2 (timm
+    names)"``) and ``path`` only make the error message clearer.
+    """
+    ours = module.state_dict()
+    mapped: dict[str, Tensor] = {}
+    origin: dict[str, str] = {}  # our key -> the checkpoint key that provided it
+    unexpected: list[str] = []
+    duplicated: list[str] = []
+    mismatched: list[str] = []
+    for key, tensor in state.items():
+        if unused is not None and unused(key):
+            continue
+        target = key_map(key)
+        if target is None:
+            unexpected.append(key)
+            continue
+        shown = key if target == key else f"{key} (-> {target})"
+        if target not in ours:
+            unexpected.append(shown)
+        elif target in origin:
+            duplicated.append(f"{origin[target]} and {shown}")
+        else:
+            origin[target] = key
+            if tuple(tensor.shape) == tuple(ours[target].shape):
+                mapped[target] = tensor
+            else:
+                mismatched.append(
+                    f"{shown}: file {list(tensor.shape)} vs model {list(ours[target].shape)}"
+                )
+    # Keys with a wrong shape count as mismatched, not also as missing.
+    missing = [k for k in ours if k not in origin and not k.endswith(_NUM_BATCHES)]
+
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} key(s): {_listing(missing)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es): {_listing(mismatched)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
+    if duplicated:
+        problems.append(f"{len(duplicated)} key(s) mapped twice: {_listing(duplicated)}")
+    if problems:
+        what = f"{source_name} weights" if source_name else "weights"
+        where = f" from {path}" if path is not None else ""
+        raise PosenfsError(f"cannot load {what}{where}: " + "; ".join(problems))
+
+    full = {k: mapped.get(k, v) for k, v in ours.items()}
+    with torch.no_grad():
+        module.load_state_dict(full, strict=True)
+
+
+def load_pretrained(
+    module: nn.Module,
+    path: str | Path,
+    key_map: KeyMap,
+    unused: Callable[[str], bool] | None = None,
+    source_name: str = "",
+) -> None:
+    """Read ``path`` (see :func:`read_checkpoint`) and load it with :func:`apply_checkpoint`."""
+    state = read_checkpoint(path)
+    apply_checkpoint(module, state, key_map, unused, source_name, path=Path(path))
