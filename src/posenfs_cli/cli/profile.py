@@ -1,0 +1,128 @@
+"""``posenfs profile``: params, conv MACs, thop, latency, throughput and memory of a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import typer
+from rich.table import Table
+
+from posenfs_cli.cli.common import console, resolve_device_option, user_errors
+from posenfs_cli.config import load_recipe, parse_input_size
+from posenfs_cli.device import select_device
+from posenfs_cli.errors import PosenfsError
+
+
+def _fmt_int(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def _fmt_g(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e9:.4f}"
+
+
+def _delta(ours: float, ref: float) -> str:
+    return f"{100.0 * (ours - ref) / ref:+.2f}%"
+
+
+def render(report, title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("", style="bold")
+    table.add_column("params", justify="right")
+    table.add_column("conv GMACs", justify="right")
+    table.add_row("total", _fmt_int(report.params_total), _fmt_g(report.macs_total))
+    table.add_row("backbone", _fmt_int(report.params_backbone), _fmt_g(report.macs_backbone))
+    for name, n in report.params_parts.items():
+        table.add_row(f"part {name}", _fmt_int(n), _fmt_g(report.macs_parts[name]))
+    table.add_row("thop (incl. BN/pool)", "", _fmt_g(report.thop_macs))
+    paper = report.paper
+    if "params" in paper:
+        table.add_row(
+            "paper table (DESIGN §11)",
+            f"{paper['params']:,} ({_delta(report.params_total, paper['params'])})",
+            f"{paper['gmacs']:.4f} ({_delta(report.macs_total / 1e9, paper['gmacs'])})",
+        )
+    if "reported_params" in paper:
+        table.add_row(
+            "paper as printed",
+            str(paper["reported_params"]),
+            f"{paper.get('reported_gflops', '-')} GFLOPs (=MACs/2^30)",
+        )
+    return table
+
+
+def profile_command(
+    ctx: typer.Context,
+    checkpoint: Path | None = typer.Argument(
+        None, help="A posenfs .safetensors checkpoint (or use --recipe)."
+    ),
+    recipe: Path | None = typer.Option(None, "--recipe", "-r", help="A recipe YAML."),
+    input_size: str | None = typer.Option(
+        None, "--input-size", help="N or HxW (e.g. 256 or 384x288); default: the recipe's."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Batch for the train step."),
+    runs: int = typer.Option(10, "--runs", help="Timed runs (median reported)."),
+    timing: bool = typer.Option(True, "--timing/--no-timing", help="Measure speed/memory."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (torch)."),
+    channels_last: bool = typer.Option(
+        True, "--channels-last/--no-channels-last", help="Time in channels_last memory format."
+    ),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: key.path=value."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda[:N]."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
+) -> None:
+    """Count params and conv MACs, time the forward pass and a train step, report memory.
+
+    Examples:
+      posenfs profile --recipe recipes/mpii/mbv2_p3_h1_c10_256.yaml
+      posenfs profile runs/search/exp/best.safetensors --json
+    """
+    _profile(ctx, checkpoint, recipe, input_size, batch_size, runs, timing, threads,
+             channels_last, overrides, device, as_json)
+
+
+@user_errors
+def _profile(ctx, checkpoint, recipe, input_size, batch_size, runs, timing, threads,
+             channels_last, overrides, device, as_json) -> None:
+    from posenfs_cli.engine.checkpoint import build_from_checkpoint
+    from posenfs_cli.models.build import build_from_recipe
+    from posenfs_cli.profiling import static_profile, time_model
+
+    if (checkpoint is None) == (recipe is None):
+        raise PosenfsError("give either a checkpoint or --recipe (exactly one)")
+    if batch_size < 1 or runs < 1:
+        raise PosenfsError("--batch-size and --runs must be >= 1")
+    if threads:
+        torch.set_num_threads(threads)
+    dev = select_device(resolve_device_option(ctx, device))
+    if checkpoint is not None:
+        model, ckpt = build_from_checkpoint(checkpoint, dev)
+        rec = ckpt.recipe
+        title = f"profile of {checkpoint}"
+    else:
+        rec = load_recipe(recipe, overrides)
+        model = build_from_recipe(rec, load_pretrained=False)
+        title = f"profile of {rec.name} ({recipe})"
+    size = parse_input_size(input_size) if input_size else list(rec.data.input_size)
+    paper = rec.paper if size == list(rec.data.input_size) else {}
+    report = static_profile(model, size, batch_size, dev, paper=paper)
+    if not as_json:
+        console.print(render(report, f"{title} — input {size[0]}x{size[1]}, {dev}"))
+    if timing:
+        with console.status("timing forward (bs1) and train step ...", spinner="dots"):
+            time_model(report, model, runs, channels_last)
+    if as_json:
+        print(json.dumps({"name": rec.name, **report.to_dict()}))
+    elif report.latency_ms is not None:
+        console.print(
+            f"forward bs1: [bold]{report.latency_ms:.1f} ms[/]   train step bs{batch_size}: "
+            f"[bold]{report.train_step_ms:.1f} ms[/] ({report.train_images_per_s:.1f} img/s)   "
+            f"peak memory: {report.peak_memory_mb:.0f} MiB ({report.memory_kind})"
+            + ("   [dim]channels_last[/]" if channels_last else "")
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profile")(profile_command)

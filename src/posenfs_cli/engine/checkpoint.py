@@ -1,0 +1,144 @@
+"""Model checkpoints: safetensors weights + metadata (config, genotype, ...), written atomically.
+
+Metadata keys (DESIGN §10): ``posenfs_version``, ``config`` (the resolved recipe as JSON),
+``genotype`` (JSON), ``dataset``, ``keypoints``, ``input_format``, ``epoch``, ``metrics``.
+A checkpoint alone rebuilds its model: the config gives the structure and the genotype's
+pruning record gives what is physically absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from posenfs_cli import __version__
+from posenfs_cli.config import ConfigError, Recipe, recipe_from_dict
+from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.errors import PosenfsError
+from posenfs_cli.nas.genotype import model_genotype, prune_specs
+
+META_KEYS = ("posenfs_version", "config", "genotype", "dataset", "keypoints", "input_format")
+
+
+def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    recipe: Recipe,
+    epoch: int = 0,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s weights with everything needed to rebuild and use it."""
+    p = Path(path)
+    model = getattr(model, "module", model)  # unwrap DDP / compiled wrappers
+    model = getattr(model, "_orig_mod", model)
+    metadata = {
+        "posenfs_version": __version__,
+        "config": json.dumps(recipe.to_dict()),
+        "genotype": json.dumps(model_genotype(model, recipe.data.keypoints)),
+        "dataset": recipe.data.dataset,
+        "keypoints": recipe.data.keypoints,
+        "input_format": "rgb",
+        "epoch": str(epoch),
+        "metrics": json.dumps(metrics or {}),
+    }
+    for k, v in (extra or {}).items():
+        metadata[k] = v if isinstance(v, str) else json.dumps(v)
+    _atomic_save(state_tensors(model), p, metadata)
+    return p
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+    recipe: Recipe
+    genotype: dict[str, Any]
+
+    @property
+    def epoch(self) -> int:
+        return int(self.metadata.get("epoch", "0"))
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return json.loads(self.metadata.get("metrics", "{}"))
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    p = Path(path)
+    if not p.is_file():
+        raise PosenfsError(f"checkpoint not found: {p}")
+    try:
+        tensors = load_file(str(p))
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PosenfsError(
+            f"{p} is not a safetensors checkpoint ({str(exc).splitlines()[0]})"
+        ) from exc
+    missing = [k for k in META_KEYS if k not in metadata]
+    if missing:
+        raise PosenfsError(
+            f"{p} is a safetensors file but not a posenfs checkpoint (metadata lacks "
+            f"{', '.join(missing)})"
+        )
+    try:
+        recipe = recipe_from_dict(json.loads(metadata["config"]))
+        genotype = json.loads(metadata["genotype"])
+    except (json.JSONDecodeError, ConfigError) as exc:
+        raise PosenfsError(f"{p}: unreadable config/genotype metadata ({exc})") from exc
+    return Checkpoint(p, tensors, metadata, recipe, genotype)
+
+
+def build_from_checkpoint(ckpt: Checkpoint | str | Path, device: torch.device | str = "cpu"):
+    """Rebuild the (possibly pruned) model of a checkpoint and load its weights strictly."""
+    from posenfs_cli.models.build import build_model
+
+    if not isinstance(ckpt, Checkpoint):
+        ckpt = read_checkpoint(ckpt)
+    layout = get_layout(ckpt.recipe.data.keypoints)
+    model = build_model(
+        ckpt.recipe.model, layout, prune=prune_specs(ckpt.genotype), load_pretrained=False
+    )
+    load_weights(model, ckpt.tensors, ckpt.path)
+    return model.to(device), ckpt
+
+
+def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:5])}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:5])}")
+        if wrong:
+            parts.append(f"shape mismatch {', '.join(wrong[:5])}")
+        raise PosenfsError(
+            f"{source}: weights do not fit the model structure ({'; '.join(parts)})"
+        )
+    model.load_state_dict(tensors, strict=True)

@@ -1,0 +1,258 @@
+"""Model profiling: params, conv MACs (DESIGN §11 rule), thop's count, latency, throughput, memory.
+
+Conv MACs = Σ over Conv2d/Linear of ``weight.numel() × output H×W`` at batch 1, counted with our
+own forward hooks and attributed to the backbone or a body part by module path. Params exclude
+α/β (architecture) parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ProfileReport:
+    input_size: list[int]
+    batch_size: int
+    device: str
+    params_total: int
+    params_backbone: int
+    params_parts: dict[str, int]
+    macs_total: int
+    macs_backbone: int
+    macs_parts: dict[str, int]
+    thop_macs: int | None = None
+    latency_ms: float | None = None
+    train_step_ms: float | None = None
+    train_images_per_s: float | None = None
+    peak_memory_mb: float | None = None
+    memory_kind: str = ""
+    arch_params: int = 0
+    paper: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["gmacs"] = self.macs_total / 1e9
+        d["params_m"] = self.params_total / 1e6
+        return d
+
+
+def _owner(name: str, part_names: list[str]) -> str:
+    if name.startswith("parts."):
+        return part_names[int(name.split(".")[1])]
+    return "backbone"
+
+
+def count_params(model: nn.Module) -> tuple[int, int, dict[str, int], int]:
+    """(total, backbone, per part, architecture) parameter counts."""
+    part_names = [p.name for p in model.parts]
+    per_part = dict.fromkeys(part_names, 0)
+    backbone = arch = 0
+    for name, p in model.named_parameters():
+        if name.endswith(".alpha") or name.endswith(".beta"):
+            arch += p.numel()
+            continue
+        owner = _owner(name, part_names)
+        if owner == "backbone":
+            backbone += p.numel()
+        else:
+            per_part[owner] += p.numel()
+    return backbone + sum(per_part.values()), backbone, per_part, arch
+
+
+@torch.no_grad()
+def conv_macs(model: nn.Module, input_size: list[int], device: torch.device | str = "cpu"):
+    """(total, backbone, per part) conv/linear MACs at batch 1 via forward hooks."""
+    part_names = [p.name for p in model.parts]
+    counts: dict[str, int] = {"backbone": 0, **dict.fromkeys(part_names, 0)}
+    handles = []
+
+    def make_hook(owner: str):
+        def hook(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+            spatial = out.shape[-1] * out.shape[-2] if isinstance(mod, nn.Conv2d) else 1
+            counts[owner] += mod.weight.numel() * spatial
+
+        return hook
+
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Conv2d | nn.Linear):
+            handles.append(mod.register_forward_hook(make_hook(_owner(name, part_names))))
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.zeros(1, 3, *input_size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    per_part = {k: counts[k] for k in part_names}
+    return counts["backbone"] + sum(per_part.values()), counts["backbone"], per_part
+
+
+def thop_macs(model: nn.Module, input_size: list[int]) -> int | None:
+    """thop's MAC count (it also counts BN/pool/activations, so it is a little higher)."""
+    try:
+        from thop import profile
+    except ImportError:
+        return None
+    m = copy.deepcopy(model).cpu().eval()
+    x = torch.zeros(1, 3, *input_size)
+    with torch.no_grad():
+        macs, _ = profile(m, inputs=(x,), verbose=False)
+    return int(macs)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_time(fn, device: torch.device, warmup: int, runs: int) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure_latency(
+    model: nn.Module, input_size: list[int], device: torch.device, warmup: int = 3, runs: int = 10
+) -> float:
+    """Median forward time (s) at batch 1 in eval mode."""
+    model.eval()
+    x = torch.randn(1, 3, *input_size, device=device)
+    with torch.inference_mode():
+        return _median_time(lambda: model(x), device, warmup, runs)
+
+
+def measure_train_step(
+    model: nn.Module,
+    input_size: list[int],
+    batch_size: int,
+    device: torch.device,
+    warmup: int = 2,
+    runs: int = 5,
+) -> float:
+    """Median time (s) of forward + MSE loss + backward + Adam step on random data."""
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-6)
+    x = torch.randn(batch_size, 3, *input_size, device=device)
+    with torch.no_grad():
+        target = torch.rand_like(model(x))
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = 0.5 * (model(x) - target).square().mean()
+        loss.backward()
+        opt.step()
+
+    return _median_time(step, device, warmup, runs)
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024
+    return rss * scale, "process peak RSS"
+
+
+def use_channels_last(device: torch.device, mode: str | bool = "auto") -> bool:
+    """channels_last pays off on CPU (1.5x here) and on CUDA with AMP; "auto" turns it on."""
+    if isinstance(mode, bool):
+        return mode
+    return mode in ("auto", "on", "true")
+
+
+class ChannelsLast(nn.Module):
+    """Run a model in channels_last: convert the input once, the weights once at wrap time."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+
+def static_profile(
+    model: nn.Module,
+    input_size: list[int],
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    paper: dict[str, Any] | None = None,
+) -> ProfileReport:
+    """Counts only (params, conv MACs, thop): fast, no timing."""
+    device = torch.device(device)
+    model = model.to(device)
+    total, backbone, per_part, arch = count_params(model)
+    macs_total, macs_bb, macs_parts = conv_macs(model, input_size, device)
+    return ProfileReport(
+        input_size=list(input_size),
+        batch_size=batch_size,
+        device=str(device),
+        params_total=total,
+        params_backbone=backbone,
+        params_parts=per_part,
+        macs_total=macs_total,
+        macs_backbone=macs_bb,
+        macs_parts=macs_parts,
+        thop_macs=thop_macs(model, input_size),
+        arch_params=arch,
+        paper=dict(paper or {}),
+    )
+
+
+def time_model(
+    report: ProfileReport,
+    model: nn.Module,
+    runs: int = 10,
+    channels_last: bool = True,
+) -> ProfileReport:
+    """Fill in latency (bs1), train-step time/throughput and peak memory (weights restored)."""
+    device = torch.device(report.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    state = copy.deepcopy(model.state_dict())
+    runner = ChannelsLast(model) if channels_last else model
+    size = report.input_size
+    report.latency_ms = measure_latency(runner, size, device, runs=runs) * 1e3
+    step = measure_train_step(
+        runner, size, report.batch_size, device, warmup=1, runs=max(3, runs // 3)
+    )
+    model.load_state_dict(state)  # timing must not change the weights the user holds
+    model.to(memory_format=torch.contiguous_format)
+    report.train_step_ms = step * 1e3
+    report.train_images_per_s = report.batch_size / step
+    report.peak_memory_mb, report.memory_kind = peak_memory_mb(device)
+    return report
+
+
+def profile_model(
+    model: nn.Module,
+    input_size: list[int],
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    timing: bool = True,
+    runs: int = 10,
+    paper: dict[str, Any] | None = None,
+    channels_last: bool = True,
+) -> ProfileReport:
+    report = static_profile(model, input_size, batch_size, device, paper)
+    if timing:
+        time_model(report, model, runs, channels_last)
+    return report
