@@ -12,6 +12,7 @@ import resource
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -101,12 +102,15 @@ def conv_macs(model: nn.Module, input_size: list[int], device: torch.device | st
 def thop_macs(model: nn.Module, input_size: list[int]) -> int | None:
     """thop's MAC count (it also counts BN/pool/activations, so it is a little higher)."""
     try:
-        from thop import profile
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # thop uses distutils
+            from thop import profile
     except ImportError:
         return None
     m = copy.deepcopy(model).cpu().eval()
     x = torch.zeros(1, 3, *input_size)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         macs, _ = profile(m, inputs=(x,), verbose=False)
     return int(macs)
 

@@ -17,6 +17,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    add_completion=False,  # static scripts in completions/ (posenfs completions --write)
 )
 
 
@@ -42,6 +43,7 @@ def root(
 # Command modules register themselves on `app` when imported. Only working commands are listed.
 COMMAND_MODULES = [
     "posenfs_cli.cli.profile",
+    "posenfs_cli.cli.completions",
 ]
 
 

@@ -79,13 +79,37 @@ def profile_command(
       posenfs profile --recipe recipes/mpii/mbv2_p3_h1_c10_256.yaml
       posenfs profile runs/search/exp/best.safetensors --json
     """
-    _profile(ctx, checkpoint, recipe, input_size, batch_size, runs, timing, threads,
-             channels_last, overrides, device, as_json)
+    _profile(
+        ctx,
+        checkpoint,
+        recipe,
+        input_size,
+        batch_size,
+        runs,
+        timing,
+        threads,
+        channels_last,
+        overrides,
+        device,
+        as_json,
+    )
 
 
 @user_errors
-def _profile(ctx, checkpoint, recipe, input_size, batch_size, runs, timing, threads,
-             channels_last, overrides, device, as_json) -> None:
+def _profile(
+    ctx,
+    checkpoint,
+    recipe,
+    input_size,
+    batch_size,
+    runs,
+    timing,
+    threads,
+    channels_last,
+    overrides,
+    device,
+    as_json,
+) -> None:
     from posenfs_cli.engine.checkpoint import build_from_checkpoint
     from posenfs_cli.models.build import build_from_recipe
     from posenfs_cli.profiling import static_profile, time_model

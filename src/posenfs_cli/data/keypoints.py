@@ -33,8 +33,7 @@ class KeypointLayout:
             return self.names.index(name)
         except ValueError:
             raise PosenfsError(
-                f"keypoint {name!r} is not in the {self.name} layout "
-                f"({', '.join(self.names)})"
+                f"keypoint {name!r} is not in the {self.name} layout ({', '.join(self.names)})"
             ) from None
 
     def side(self, joint: int) -> str:

@@ -138,7 +138,5 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sourc
             parts.append(f"unexpected {', '.join(unexpected[:5])}")
         if wrong:
             parts.append(f"shape mismatch {', '.join(wrong[:5])}")
-        raise PosenfsError(
-            f"{source}: weights do not fit the model structure ({'; '.join(parts)})"
-        )
+        raise PosenfsError(f"{source}: weights do not fit the model structure ({'; '.join(parts)})")
     model.load_state_dict(tensors, strict=True)

@@ -46,7 +46,7 @@ def build_model(
     prune: dict[str, PruneSpec] | None = None,
     load_pretrained: bool = True,
 ) -> PoseNet:
-    """Backbone + one CNF per body part. ``prune`` maps part name (or 'backbone') -> absent parts."""
+    """Backbone + one CNF per body part; ``prune`` maps part name or 'backbone' -> absent parts."""
     validate_model_config(cfg)
     prune = prune or {}
     if cfg.backbone == "fabric":
@@ -65,11 +65,15 @@ def build_model(
         raise PosenfsError(f"pruning names unknown parts: {', '.join(sorted(unknown))}")
     spec = subnet_spec(cfg)
     parts = [
-        PartNet(g, spec, list(backbone.out_channels), cfg.vector_dim, cfg.bn_momentum, prune.get(g.name))
+        PartNet(
+            g, spec, list(backbone.out_channels), cfg.vector_dim, cfg.bn_momentum, prune.get(g.name)
+        )
         for g in groups
     ]
     return PoseNet(backbone, parts, layout.num_joints)
 
 
 def build_from_recipe(recipe: Recipe, load_pretrained: bool = True) -> PoseNet:
-    return build_model(recipe.model, get_layout(recipe.data.keypoints), load_pretrained=load_pretrained)
+    return build_model(
+        recipe.model, get_layout(recipe.data.keypoints), load_pretrained=load_pretrained
+    )

@@ -30,7 +30,11 @@ class MixedEdge(nn.Module):
     """``Σ_o w_o · o(x)`` over the live ops; ``w`` arrives already scaled by |O|."""
 
     def __init__(
-        self, ops: list[str], c: int, bn_momentum: float = 0.1, dead_ops: frozenset[str] = frozenset()
+        self,
+        ops: list[str],
+        c: int,
+        bn_momentum: float = 0.1,
+        dead_ops: frozenset[str] = frozenset(),
     ):
         super().__init__()
         live = [i for i, name in enumerate(ops) if name != ZERO and name not in dead_ops]

@@ -58,7 +58,9 @@ class FabricSpec:
     in_width: int  # number of input tensors the first kept layer reads
 
     def layer_widths(self) -> list[int]:
-        return [cells_in_layer(j, self.total_layers) for j in range(self.first_layer, self.last_layer)]
+        return [
+            cells_in_layer(j, self.total_layers) for j in range(self.first_layer, self.last_layer)
+        ]
 
     def cell_keys(self) -> list[CellKey]:
         return [
@@ -95,7 +97,9 @@ class CNF(nn.Module):
         self.num_ops = float(len(spec.ops))
         cells = []
         widths, scales = [], []
-        for j, width in zip(range(spec.first_layer, spec.last_layer), spec.layer_widths(), strict=True):
+        for j, width in zip(
+            range(spec.first_layer, spec.last_layer), spec.layer_widths(), strict=True
+        ):
             live = [s for s in range(width) if (j, s) not in prune.cells]
             widths.append(width)
             scales.append(tuple(live))

@@ -120,7 +120,7 @@ def prune_specs(genotype: dict[str, Any]) -> dict[str, PruneSpec]:
 
 def _cnfs(genotype: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(genotype, dict) or genotype.get("format") != FORMAT:
-        raise PosenfsError(f"not a posenfs genotype (expected \"format\": \"{FORMAT}\")")
+        raise PosenfsError(f'not a posenfs genotype (expected "format": "{FORMAT}")')
     return genotype["cnfs"]
 
 

@@ -34,9 +34,7 @@ def check_ops(names: list[str], where: str = "ops") -> None:
         raise PosenfsError(f"{where}: the op set is empty")
     unknown = [n for n in names if n not in _OPS]
     if unknown:
-        raise PosenfsError(
-            f"{where}: unknown op {unknown[0]!r} (choose from {', '.join(_OPS)})"
-        )
+        raise PosenfsError(f"{where}: unknown op {unknown[0]!r} (choose from {', '.join(_OPS)})")
     if len(set(names)) != len(names):
         raise PosenfsError(f"{where}: an op is listed twice in {names}")
 

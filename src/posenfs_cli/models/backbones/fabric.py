@@ -22,7 +22,9 @@ def fabric_spec(cfg: FabricBackboneConfig) -> FabricSpec:
 
 
 class FabricBackbone(nn.Module):
-    def __init__(self, cfg: FabricBackboneConfig, bn_momentum: float = 0.1, prune: PruneSpec | None = None):
+    def __init__(
+        self, cfg: FabricBackboneConfig, bn_momentum: float = 0.1, prune: PruneSpec | None = None
+    ):
         super().__init__()
         c0 = scale_channels(cfg.channels, 0)
         self.stem = nn.Sequential(

@@ -1,0 +1,23 @@
+"""Shared test helpers: repo paths, the real samples in ../shared/data, tiny configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+needs_shared = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(),
+    reason=f"real samples not found at {SHARED_DATA} (the read-only ../shared/data folder)",
+)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield

@@ -1,0 +1,41 @@
+"""CLI shell: version, device option, completions kept current."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from posenfs_cli import __version__
+from posenfs_cli.cli.app import app
+from posenfs_cli.cli.completions import FILENAMES, SHELLS, render
+from posenfs_cli.device import select_device
+from posenfs_cli.errors import PosenfsError
+from tests.conftest import REPO
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"posenfs {__version__}"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_completions_are_current(shell):
+    committed = (REPO / "completions" / FILENAMES[shell]).read_text()
+    assert committed == render(shell, app), (
+        "completions/ is out of date: run `posenfs completions --write completions/`"
+    )
+
+
+def test_completions_list_commands_and_options():
+    bash = render("bash", app)
+    assert '\'profile\') subs=""; opts="' in bash and "--recipe" in bash
+    assert "profile" in render("fish", app)
+
+
+def test_device_selection():
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(PosenfsError, match="expected auto, cpu"):
+        select_device("tpu")
