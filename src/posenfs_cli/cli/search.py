@@ -1,0 +1,95 @@
+"""``posenfs search``: train weights and architecture (α, β) together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from posenfs_cli.cli import train_common as tc
+from posenfs_cli.cli.common import user_errors
+
+
+def search_command(
+    ctx: typer.Context,
+    recipe: str | None = tc.O_RECIPE,
+    strategy: str | None = typer.Option(
+        None, "--strategy", "-s", help="sync | random | darts1 | darts2 [default: recipe's]."
+    ),
+    dataset: str | None = tc.O_DATASET,
+    data_root: str | None = tc.O_DATA_ROOT,
+    epochs: int | None = tc.O_EPOCHS,
+    batch_size: int | None = tc.O_BATCH,
+    lr: float | None = tc.O_LR,
+    arch_lr: float | None = typer.Option(None, "--arch-lr", help="α/β learning rate (sync)."),
+    arch_lr_decay: bool | None = typer.Option(
+        None, "--arch-lr-decay/--no-arch-lr-decay", help="Decay the α/β lr with the weights'."
+    ),
+    input_size: str | None = tc.O_INPUT,
+    parts: str | None = tc.O_PARTS,
+    backbone: str | None = tc.O_BACKBONE,
+    workers: int | None = tc.O_WORKERS,
+    seed: int | None = tc.O_SEED,
+    val_every: int | None = tc.O_VAL_EVERY,
+    grad_clip: float | None = tc.O_GRAD_CLIP,
+    amp: str | None = tc.O_AMP,
+    sets: list[str] = tc.O_SET,
+    name: str | None = tc.O_NAME,
+    project: Path = tc.O_PROJECT,
+    exist_ok: bool = tc.O_EXIST_OK,
+    resume: Path | None = tc.O_RESUME,
+    device: str | None = tc.O_DEVICE,
+    progress: bool = tc.O_PROGRESS,
+) -> None:
+    """Search part-specific architectures: weights, α and β learned together.
+
+    With no arguments it runs the built-in synthetic recipe (a few minutes on a laptop CPU).
+
+    Examples:
+      posenfs search
+      posenfs search --dataset mpii --data-root data/mpii --parts 5
+      posenfs search --recipe mpii/mbv2_p3_h1_c10_256 --strategy darts1 --epochs 10
+      posenfs search --resume runs/search/exp
+      torchrun --nproc_per_node 4 -m posenfs_cli search --recipe mpii/hrnet_p5_h1_c16_256
+    """
+    _search(
+        ctx,
+        recipe,
+        dict(
+            strategy=strategy,
+            dataset=dataset,
+            data_root=data_root,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            arch_lr=arch_lr,
+            arch_lr_decay=arch_lr_decay,
+            input_size=input_size,
+            parts=parts,
+            backbone=backbone,
+            workers=workers,
+            seed=seed,
+            val_every=val_every,
+            grad_clip=grad_clip,
+            amp=amp,
+        ),
+        sets,
+        name,
+        project,
+        exist_ok,
+        resume,
+        device,
+        progress,
+    )
+
+
+@user_errors
+def _search(ctx, recipe, flags, sets, name, project, exist_ok, resume, device, progress) -> None:
+    rec = None
+    if resume is None:
+        rec = tc.build_recipe(recipe, flags, sets)
+    tc.run_training(ctx, "search", rec, resume, name, project, exist_ok, device, progress)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search_command)

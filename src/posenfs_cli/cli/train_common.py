@@ -1,0 +1,216 @@
+"""What ``posenfs search`` and ``posenfs train`` share: flags -> recipe, the run, the summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from posenfs_cli.cli.common import console, resolve_device_option
+from posenfs_cli.config import Recipe, apply_overrides, load_recipe, parse_input_size
+from posenfs_cli.engine import run as runfiles
+from posenfs_cli.errors import PosenfsError
+
+RECIPES_DIR = Path(__file__).resolve().parents[3] / "recipes"
+DEFAULT_RECIPE = "synthetic/quick"
+
+
+def resolve_recipe_path(text: str) -> Path:
+    """A path, or a name under recipes/ (``synthetic/quick`` or ``mpii/mbv2_p3_h1_c10_256``)."""
+    p = Path(text)
+    if p.is_file():
+        return p
+    for cand in (RECIPES_DIR / text, RECIPES_DIR / f"{text}.yaml"):
+        if cand.is_file():
+            return cand
+    raise PosenfsError(f"recipe not found: {text} (a YAML path or a name under {RECIPES_DIR})")
+
+
+def flag_overrides(**flags: Any) -> list[str]:
+    """Map CLI flags onto recipe keys; None means 'not given'."""
+    keys = {
+        "dataset": "data.dataset",
+        "data_root": "data.root",
+        "keypoints": "data.keypoints",
+        "strategy": "train.strategy",
+        "epochs": "train.epochs",
+        "batch_size": "train.batch_size",
+        "lr": "train.lr",
+        "arch_lr": "train.arch_lr",
+        "arch_lr_decay": "train.arch_lr_decay",
+        "parts": "model.parts",
+        "backbone": "model.backbone",
+        "workers": "data.workers",
+        "seed": "train.seed",
+        "val_every": "train.val_every",
+        "grad_clip": "train.grad_clip",
+        "amp": "train.amp",
+    }
+    out = []
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name == "input_size":
+            h, w = parse_input_size(value)
+            out.append(f"data.input_size=[{h},{w}]")
+            continue
+        v = str(value).lower() if isinstance(value, bool) else value
+        out.append(f"{keys[name]}={v}")
+    return out
+
+
+def build_recipe(recipe: str | None, flags: dict[str, Any], sets: list[str]) -> Recipe:
+    rec = load_recipe(resolve_recipe_path(recipe or DEFAULT_RECIPE))
+    rec = apply_overrides(rec, flag_overrides(**flags) + list(sets))
+    if rec.data.dataset == "coco" and rec.data.keypoints != "coco":
+        rec = apply_overrides(rec, ["data.keypoints=coco"])
+    if rec.data.dataset == "mpii" and rec.data.keypoints != "mpii":
+        rec = apply_overrides(rec, ["data.keypoints=mpii"])
+    if rec.train.epochs < 1 or rec.train.batch_size < 1:
+        raise PosenfsError("epochs and batch size must be >= 1")
+    return rec
+
+
+def summary_table(
+    recipe: Recipe, command: str, strategy: str, run_dir: Path, device: str, world: int
+) -> Table:
+    m, d, t = recipe.model, recipe.data, recipe.train
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold cyan")
+    table.add_column()
+    bb = (
+        m.backbone
+        if m.backbone != "fabric"
+        else (
+            f"fabric L={m.fabric.layers} C={m.fabric.channels} H={m.fabric.hidden} "
+            f"kept={m.fabric.kept}"
+        )
+    )
+    table.add_row("command", f"{command} ({strategy})")
+    table.add_row(
+        "model",
+        f"{bb}; P={m.parts}, H={m.hidden}, C={m.channels}, d={m.vector_dim}, "
+        f"L={m.layers} cut {m.cut}",
+    )
+    root = f" at {d.root}" if d.root else " (in memory)"
+    table.add_row(
+        "data",
+        f"{d.dataset} ({d.keypoints}){root}, input {d.input_size[0]}x"
+        f"{d.input_size[1]}, {d.workers} workers",
+    )
+    sched = f"x{t.lr_factor} at {t.lr_steps}" if t.lr_steps else "constant"
+    table.add_row(
+        "train",
+        f"{t.epochs} epochs, batch {t.batch_size}"
+        f"{f' x {world} ranks' if world > 1 else ''}, Adam lr {t.lr} ({sched})",
+    )
+    table.add_row("device", device)
+    table.add_row("run folder", str(run_dir))
+    return table
+
+
+def final_table(history: list[dict[str, Any]], best_epoch: int | None) -> Table | None:
+    rows = [r for r in history if "pckh_columns" in r or "ap" in r]
+    if not rows:
+        return None
+    best = next((r for r in rows if r["epoch"] == best_epoch), rows[-1])
+    table = Table(title=f"validation (best epoch {best['epoch']})", title_justify="left")
+    if "pckh_columns" in best:
+        cols = best["pckh_columns"]
+        for name in cols:
+            table.add_column(name, justify="right")
+        table.add_row(*[f"{v:.2f}" for v in cols.values()])
+    else:
+        names = ["ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "ar75", "arm", "arl"]
+        for n in names:
+            table.add_column(n.upper(), justify="right")
+        table.add_row(*[f"{best.get(n, float('nan')):.3f}" for n in names])
+    return table
+
+
+def run_training(
+    ctx: typer.Context,
+    command: str,
+    recipe: Recipe | None,
+    resume: Path | None,
+    name: str | None,
+    project: Path,
+    exist_ok: bool,
+    device: str | None,
+    progress: bool,
+    genotype: dict[str, Any] | None = None,
+    from_checkpoint: Path | None = None,
+) -> None:
+    from posenfs_cli.engine.distributed import broadcast_object, cleanup, init_distributed
+    from posenfs_cli.engine.trainer import Trainer, TrainOptions
+
+    dist, dev = init_distributed(resolve_device_option(ctx, device))
+    try:
+        if resume is not None:
+            run_dir = runfiles.check_run_dir(resume)
+            recipe = load_recipe(run_dir / runfiles.CONFIG)
+        else:
+            assert recipe is not None
+            run_dir = (
+                runfiles.new_run_dir(project, command, name, exist_ok) if dist.is_main else None
+            )
+            run_dir = Path(broadcast_object(str(run_dir) if run_dir else None))
+        strategy = recipe.train.strategy if command == "search" else "fixed architecture"
+        opts = TrainOptions(
+            command=command,
+            run_dir=run_dir,
+            device=dev,
+            dist=dist,
+            resume=resume is not None,
+            genotype=genotype,
+            from_checkpoint=from_checkpoint,
+            progress=progress,
+            console=console,
+        )
+        trainer = Trainer(recipe, opts)
+        trainer.setup()
+        if dist.is_main:
+            console.print(
+                summary_table(trainer.recipe, command, strategy, run_dir, str(dev), dist.world_size)
+            )
+            if resume is not None:
+                console.print(f"resuming after epoch {trainer.start_epoch}")
+        trainer.fit()
+        if dist.is_main:
+            table = final_table(trainer.history, trainer.best_epoch)
+            if table is not None:
+                console.print(table)
+            console.print(f"[bold green]done.[/] results in [bold]{run_dir}[/]")
+            for f in (runfiles.BEST, runfiles.LAST, runfiles.METRICS, "genotypes/"):
+                if (run_dir / f).exists():
+                    console.print(f"  {run_dir / f}")
+    finally:
+        cleanup()
+
+
+# Options shared by `search` and `train` (Typer reads these OptionInfo defaults per command).
+O_RECIPE = typer.Option(
+    None, "--recipe", "-r", help=f"Recipe YAML or name under recipes/ [default: {DEFAULT_RECIPE}]."
+)
+O_DATASET = typer.Option(None, "--dataset", help="synthetic | mpii | coco.")
+O_DATA_ROOT = typer.Option(None, "--data-root", help="Dataset folder (see README: data layouts).")
+O_EPOCHS = typer.Option(None, "--epochs", help="Number of epochs.")
+O_BATCH = typer.Option(None, "--batch-size", "-b", help="Batch size (per process).")
+O_LR = typer.Option(None, "--lr", help="Weight learning rate (Adam).")
+O_INPUT = typer.Option(None, "--input-size", help="N or HxW, e.g. 256 or 384x288.")
+O_PARTS = typer.Option(None, "--parts", help="1 | 3 | 5 | 8 | random | custom.")
+O_BACKBONE = typer.Option(None, "--backbone", help="mobilenet_v2 | resnet50 | hrnet_w32 | fabric.")
+O_WORKERS = typer.Option(None, "--workers", "-j", help="Data-loading worker processes.")
+O_SEED = typer.Option(None, "--seed", help="Seed (data order, augmentation, random arch).")
+O_VAL_EVERY = typer.Option(None, "--val-every", help="Validate every N epochs.")
+O_GRAD_CLIP = typer.Option(None, "--grad-clip", help="Clip the gradient norm (0: off).")
+O_AMP = typer.Option(None, "--amp", help="auto | bf16 | fp16 | off (auto: bf16 on CUDA).")
+O_SET = typer.Option([], "--set", help="Override any recipe key: key.path=value (repeatable).")
+O_NAME = typer.Option(None, "--name", help="Run name (auto-incremented if it exists).")
+O_PROJECT = typer.Option(Path("runs"), "--project", help="Parent folder of run folders.")
+O_EXIST_OK = typer.Option(False, "--exist-ok", help="Reuse runs/<cmd>/<name> if it exists.")
+O_RESUME = typer.Option(None, "--resume", help="Continue the run in this folder exactly.")
+O_DEVICE = typer.Option(None, "--device", help="auto | cpu | cuda[:N].")
+O_PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
