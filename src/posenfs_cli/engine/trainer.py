@@ -37,7 +37,12 @@ from posenfs_cli.data.build import build_dataset, build_loader
 from posenfs_cli.data.keypoints import get_layout
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.engine.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
-from posenfs_cli.engine.distributed import DistInfo, all_reduce_mean, gather_objects
+from posenfs_cli.engine.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    broadcast_buffers,
+    gather_objects,
+)
 from posenfs_cli.engine.loss import pose_loss
 from posenfs_cli.engine.state import load_state, save_state
 from posenfs_cli.engine.strategies import STRATEGIES, Strategy, make_strategy
@@ -401,6 +406,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 row: dict[str, Any] = {"epoch": epoch + 1}
                 row.update(self.train_epoch(epoch, progress))
+                broadcast_buffers(self.model)  # one set of BN statistics for val and checkpoints
                 do_val = (epoch + 1) % max(1, self.cfg.val_every) == 0 or epoch + 1 == epochs
                 metrics = self.validate() if do_val else {}
                 row.update({k: v for k, v in metrics.items() if k != "main"})
