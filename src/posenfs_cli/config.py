@@ -74,6 +74,10 @@ class SyntheticConfig:
     val_images: int = 200
     seed: int = 0
     max_people: int = 1
+    # Side of the square synthetic images (px) and people per image for COCO-style images
+    # (1..coco_max_people; ``max_people`` applies to MPII style).
+    image_size: int = 256
+    coco_max_people: int = 3
 
 
 @dataclass

@@ -107,9 +107,17 @@ def test_gradients_reach_alpha_beta_and_every_weight():
             p.normal_()
     out = model(torch.randn(2, 3, 64, 64))
     (out - torch.rand_like(out)).square().mean().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    scale = max(p.grad.abs().max().item() for p in model.parameters())
+    # Biases of convs followed by train-mode BN have a zero gradient by construction (BN removes
+    # the mean), so only weights and α/β are required to carry a non-trivial gradient.
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if not n.endswith(".bias") and p.grad.abs().max().item() <= 1e-7 * scale
+    ]
     # The fabric backbone's first top cell reads the stem three times through identities, so
-    # its input is relu(3 * stem) whatever β is: that β (and only it) has an exactly-zero grad.
+    # its input is relu(3 * stem) whatever β is: that β (and only it) has a zero gradient.
     assert missing == ["backbone.cnf.cells.0.beta"]
     assert len(model.arch_parameters()) == 1 + 9 + 3 * (1 + 6)  # backbone α+β, parts α+β
 

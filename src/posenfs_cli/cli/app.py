@@ -42,7 +42,17 @@ def root(
 
 # Command modules register themselves on `app` when imported. Only working commands are listed.
 COMMAND_MODULES = [
+    "posenfs_cli.cli.search",
+    "posenfs_cli.cli.train",
+    "posenfs_cli.cli.prune",
+    "posenfs_cli.cli.eval",
     "posenfs_cli.cli.profile",
+    "posenfs_cli.cli.predict",
+    "posenfs_cli.cli.export",
+    "posenfs_cli.cli.visualize",
+    "posenfs_cli.cli.visualize_arch",
+    "posenfs_cli.cli.visualize_heatmaps",
+    "posenfs_cli.cli.data_cmd",
     "posenfs_cli.cli.completions",
 ]
 

@@ -98,18 +98,19 @@ class Strategy:
         else:
             opt.step()
 
-    def _loss(self, batch: Any) -> Tensor:
-        loss = self.loss_fn(self.model, batch)
+    def _loss(self, batch: Any) -> tuple[Tensor, Tensor]:
+        """(objective to minimise, task loss to report): the sparsity term is not task loss."""
+        task = self.loss_fn(self.model, batch)
         if self.extra_loss is not None and self.trains_arch:
-            loss = loss + self.extra_loss()
-        return loss
+            return task + self.extra_loss(), task
+        return task, task
 
     def step(self, batch: Any, arch_batch: Any = None) -> Tensor:
         opt = self.optimizers["weights"]
         opt.zero_grad(set_to_none=True)
-        loss = self._loss(batch)
+        loss, task = self._loss(batch)
         self._backward_step(loss, opt, self.weights)
-        return loss.detach()
+        return task.detach()
 
     def state_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: o.state_dict() for k, o in self.optimizers.items()}
@@ -181,9 +182,9 @@ class Sync(Strategy):
     def step(self, batch: Any, arch_batch: Any = None) -> Tensor:
         opt = self.optimizers["weights"]
         opt.zero_grad(set_to_none=True)
-        loss = self._loss(batch)
+        loss, task = self._loss(batch)
         self._backward_step(loss, opt, self.weights + self.arch)
-        return loss.detach()
+        return task.detach()
 
 
 class Darts1(Strategy):
@@ -215,7 +216,7 @@ class Darts1(Strategy):
     def arch_step(self, arch_batch: Any, train_batch: Any) -> None:
         opt = self.optimizers["arch"]
         self.module.zero_grad(set_to_none=True)
-        loss = self._loss(arch_batch)
+        loss, _ = self._loss(arch_batch)
         loss.backward()  # through DDP: arch grads are averaged across ranks by its reducer
         opt.step()
 

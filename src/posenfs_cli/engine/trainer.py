@@ -130,6 +130,9 @@ class Trainer:
             raise PosenfsError(
                 f"unknown strategy {self.cfg.strategy!r} (choose from {', '.join(STRATEGIES)})"
             )
+        from posenfs_cli.nas.sparsity import check_sparsity
+
+        check_sparsity(self.cfg.sparsity, self.cfg.sparsity_weight)
         self.layout = get_layout(recipe.data.keypoints)
         self.amp = amp_dtype(self.cfg.amp, self.device)
         self.channels_last = self.cfg.channels_last in ("auto", "on", "true")
@@ -256,9 +259,9 @@ class Trainer:
         self.strategy: Strategy = make_strategy(name, net, self.cfg, self.loss_fn)
         if self.amp == torch.float16:
             self.strategy.scaler = torch.amp.GradScaler("cuda")
-        if self.cfg.sparsity != "none" and self.strategy.trains_arch:
-            from posenfs_cli.nas.sparsity import sparsity_penalty
+        from posenfs_cli.nas.sparsity import sparsity_penalty
 
+        if self.cfg.sparsity != "none" and self.strategy.trains_arch:
             self.strategy.extra_loss = lambda: sparsity_penalty(
                 self.model, self.cfg.sparsity, self.cfg.sparsity_weight
             )
@@ -300,6 +303,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int, progress: Progress) -> dict[str, float]:
         self.net.train()
+        self.train_set.set_epoch(epoch)  # fresh augmentation each epoch, reproducible on resume
         loader = self._loader(self.weight_idx, epoch, 0, shuffle=True)
         arch_iter = None
         if self.strategy.needs_heldout:
@@ -363,10 +367,8 @@ class Trainer:
         return metrics
 
     def _arch_stats(self) -> dict[str, float]:
-        try:
-            from posenfs_cli.nas.sparsity import arch_entropy
-        except ImportError:
-            return {}
+        from posenfs_cli.nas.sparsity import arch_entropy
+
         return {k: float(v) for k, v in arch_entropy(self.model).items()}
 
     def _save(self, epoch: int, row: dict[str, Any], is_best: bool) -> None:

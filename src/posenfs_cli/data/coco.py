@@ -1,0 +1,298 @@
+"""COCO person keypoints through pycocotools (DESIGN §7).
+
+Layout::
+
+    ROOT/annotations/person_keypoints_<split>.json
+    ROOT/images/<split>/<file_name>
+
+Records are the non-crowd person annotations with at least one labelled keypoint and a usable
+box (HRNet's cleaning: clipped to the image, width/height > 0). A box becomes center/scale with
+the model aspect ratio and ×1.25 padding. For evaluation with detected boxes, a detection
+results file (list of {image_id, category_id, bbox, score}) replaces the GT boxes; those records
+carry no joints (all weights 0) and the detection score in ``meta['score']``.
+Keypoints are used as stored ((x, y) pixels, v 0/1/2); unlabelled ones are (0, 0, 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO as CocoApi
+
+from posenfs_cli.config import AugmentConfig
+from posenfs_cli.data.affine import PIXEL_STD
+from posenfs_cli.data.base import (
+    FileImageSource,
+    ImageSource,
+    PoseDataset,
+    PoseRecords,
+    expect_file,
+)
+from posenfs_cli.data.keypoints import COCO, KeypointLayout
+from posenfs_cli.data.mpii import read_json, stack_field
+from posenfs_cli.errors import PosenfsError
+
+LAYOUT_HINT = (
+    "ROOT/annotations/person_keypoints_<split>.json (COCO keypoints) "
+    "and images in ROOT/images/<split>/"
+)
+SPLIT_ALIASES = {
+    "train": ("train", "train2017"),
+    "val": ("val", "val2017", "valid"),
+    "valid": ("valid", "val", "val2017"),
+}
+PERSON = 1
+
+
+def coco_from_dict(data: dict[str, Any], source: str = "<in-memory>") -> CocoApi:
+    """A pycocotools COCO object from an already-loaded annotation dict (quietly)."""
+    if not isinstance(data, dict) or "annotations" not in data or "images" not in data:
+        raise PosenfsError(
+            f"{source}: not a COCO annotation file (needs 'images' and 'annotations')"
+        )
+    data.setdefault("categories", [])
+    coco = CocoApi()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            coco.createIndex()
+        except (KeyError, TypeError) as exc:
+            raise PosenfsError(f"{source}: malformed COCO annotation file ({exc!r})") from None
+    return coco
+
+
+def load_coco(ann_file: str | Path) -> CocoApi:
+    """COCO object for a keypoint annotation JSON, with one-line errors."""
+    path = Path(ann_file)
+    expect_file(path, "COCO annotation file", LAYOUT_HINT)
+    return coco_from_dict(read_json(path), str(path))
+
+
+def boxes_to_center_scale(
+    boxes: np.ndarray, aspect_ratio: float, padding: float = 1.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised ``affine.box_to_center_scale``: xywh [N, 4] -> centers, scales [N, 2]."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    center = b[:, :2] + b[:, 2:] * 0.5
+    w, h = b[:, 2].copy(), b[:, 3].copy()
+    wide = w > aspect_ratio * h
+    h = np.where(wide, w / aspect_ratio, h)
+    w = np.where(~wide & (w < aspect_ratio * h), h * aspect_ratio, w)
+    scale = np.stack([w, h], axis=1) / PIXEL_STD * padding
+    return center.astype(np.float32), scale.astype(np.float32)
+
+
+def clean_boxes(boxes: np.ndarray, widths: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    """HRNet's box cleaning: clip xywh boxes to the image; invalid ones get w or h <= 0."""
+    x, y, w, h = np.asarray(boxes, dtype=np.float64).T
+    x1 = np.maximum(0.0, x)
+    y1 = np.maximum(0.0, y)
+    x2 = np.minimum(widths - 1.0, x1 + np.maximum(0.0, w - 1.0))
+    y2 = np.minimum(heights - 1.0, y1 + np.maximum(0.0, h - 1.0))
+    return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
+
+
+def _person_category(coco: CocoApi, source: str, k: int) -> int:
+    cats = coco.dataset.get("categories") or []
+    person = [c for c in cats if c.get("name") == "person"]
+    cat = person[0] if person else None
+    if cat is not None and "keypoints" in cat and len(cat["keypoints"]) != k:
+        raise PosenfsError(
+            f"{source}: the person category lists {len(cat['keypoints'])} keypoints, "
+            f"expected {k} (COCO layout)"
+        )
+    return int(cat["id"]) if cat is not None else PERSON
+
+
+def parse_coco_records(
+    coco: CocoApi, source: str, aspect_ratio: float, layout: KeypointLayout = COCO
+) -> PoseRecords:
+    """GT person records, validated (keypoint count, NaN) with the annotation index in errors."""
+    k = layout.num_joints
+    cat = _person_category(coco, source, k)
+    anns_all = coco.dataset["annotations"]
+    idx = [i for i, a in enumerate(anns_all) if a.get("category_id") == cat]
+    anns = [anns_all[i] for i in idx]
+    n = len(anns)
+    lens = np.fromiter(
+        (len(a["keypoints"]) if isinstance(a.get("keypoints"), list) else -1 for a in anns),
+        dtype=np.int64,
+        count=n,
+    )
+    if (lens != 3 * k).any():
+        j = int(np.flatnonzero(lens != 3 * k)[0])
+        raise PosenfsError(
+            f"{source}: annotation {idx[j]} (id {anns[j].get('id')}) has {max(lens[j], 0)} "
+            f"keypoint values, expected {3 * k} ({k} × [x, y, v], COCO layout)"
+        )
+    kps = stack_field(
+        [a["keypoints"] for a in anns],
+        (3 * k,),
+        source,
+        "keypoints",
+        f"{3 * k} numbers",
+        idx,
+        "annotation",
+    ).reshape(n, k, 3)
+    boxes = stack_field(
+        [a.get("bbox") for a in anns], (4,), source, "bbox", "[x, y, w, h]", idx, "annotation"
+    ).reshape(n, 4)
+    missing_img = [j for j, a in enumerate(anns) if a.get("image_id") not in coco.imgs]
+    if missing_img:
+        j = missing_img[0]
+        raise PosenfsError(
+            f"{source}: annotation {idx[j]} refers to image_id {anns[j].get('image_id')}, "
+            "which is not in 'images'"
+        )
+    image_ids = np.array([a["image_id"] for a in anns], dtype=np.int64)
+    wh = np.array(
+        [[coco.imgs[i].get("width", 0), coco.imgs[i].get("height", 0)] for i in image_ids],
+        dtype=np.float64,
+    ).reshape(n, 2)
+    crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
+    area = np.array([float(a.get("area", 0.0)) for a in anns], dtype=np.float64)
+    clean = clean_boxes(boxes, wh[:, 0], wh[:, 1])
+    keep = (
+        ~crowd
+        & (area > 0)
+        & (clean[:, 2] >= 0)
+        & (clean[:, 3] >= 0)
+        & (kps[:, :, 2].max(axis=1, initial=0) > 0)
+    )
+    # Order by image (as listed in the file), then annotation order: stable and HRNet-like.
+    order_of_image = {img_id: r for r, img_id in enumerate(coco.imgs)}
+    sel = np.flatnonzero(keep)
+    sel = sel[np.argsort([order_of_image[i] for i in image_ids[sel]], kind="stable")]
+    centers, scales = boxes_to_center_scale(clean[sel], aspect_ratio)
+    j = kps[sel]
+    labelled = j[:, :, 2] > 0
+    j[:, :, :2] = np.where(labelled[..., None], j[:, :, :2], 0.0)
+    j[:, :, 2] = np.where(labelled, j[:, :, 2], 0.0)
+    return PoseRecords(
+        images=[coco.imgs[i]["file_name"] for i in image_ids[sel]],
+        image_ids=image_ids[sel],
+        centers=centers,
+        scales=scales,
+        joints=j,
+        headboxes=np.zeros((len(sel), 4)),
+        areas=area[sel],
+        scores=np.ones(len(sel)),
+    )
+
+
+def detection_records(
+    detections: Sequence[dict[str, Any]],
+    coco: CocoApi,
+    aspect_ratio: float,
+    layout: KeypointLayout = COCO,
+) -> PoseRecords:
+    """Records from person detections (already filtered by score) for images in ``coco``."""
+    dets = [d for d in detections if d["image_id"] in coco.imgs]
+    n = len(dets)
+    boxes = np.array([d["bbox"] for d in dets], dtype=np.float64).reshape(n, 4)
+    centers, scales = boxes_to_center_scale(boxes, aspect_ratio)
+    ids = np.array([d["image_id"] for d in dets], dtype=np.int64)
+    return PoseRecords(
+        images=[coco.imgs[i]["file_name"] for i in ids],
+        image_ids=ids,
+        centers=centers,
+        scales=scales,
+        joints=np.zeros((n, layout.num_joints, 3)),
+        headboxes=np.zeros((n, 4)),
+        areas=boxes[:, 2] * boxes[:, 3],
+        scores=np.array([d["score"] for d in dets], dtype=np.float64),
+    )
+
+
+class COCODataset(PoseDataset):
+    """COCO-layout person crops; ``coco`` is the GT COCO object, ``image_ids`` its images."""
+
+    def __init__(
+        self,
+        coco: CocoApi,
+        source: ImageSource,
+        *,
+        ann_name: str,
+        input_size: Sequence[int] = (256, 192),
+        sigma: float = 2.0,
+        augment: AugmentConfig | None = None,
+        train: bool = False,
+        detections: Sequence[dict[str, Any]] | None = None,
+        layout: KeypointLayout = COCO,
+    ) -> None:
+        aspect = float(input_size[1]) / float(input_size[0])
+        if detections is None:
+            records = parse_coco_records(coco, ann_name, aspect, layout)
+        else:
+            records = detection_records(detections, coco, aspect, layout)
+        self.coco = coco
+        self.image_ids = sorted(coco.getImgIds())
+        self.uses_detections = detections is not None
+        super().__init__(records, layout, source, input_size, sigma, augment, train, name=ann_name)
+
+    @classmethod
+    def from_files(
+        cls,
+        ann_file: str | Path,
+        image_dir: str | Path,
+        detections_file: str | Path | None = None,
+        box_threshold: float = 0.0,
+        **kwargs: Any,
+    ) -> COCODataset:
+        """From an explicit annotation JSON and image folder (any layout)."""
+        coco = load_coco(ann_file)
+        expect_file(Path(image_dir), "COCO image folder", LAYOUT_HINT)
+        dets = None
+        if detections_file is not None:
+            from posenfs_cli.evaluation.coco_eval import load_detections
+
+            dets = load_detections(detections_file, box_threshold)
+        return cls(
+            coco,
+            FileImageSource(str(image_dir)),
+            ann_name=str(ann_file),
+            detections=dets,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_root(cls, root: str | Path, split: str, **kwargs: Any) -> COCODataset:
+        """From ``ROOT/annotations/person_keypoints_<split>.json`` + ``ROOT/images/<split>``."""
+        ann, image_dir = coco_paths(root, split)
+        return cls.from_files(ann, image_dir, **kwargs)
+
+
+def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
+    """(annotation file, image folder) for a COCO-layout root; 'val'/'valid'/'val2017' alias."""
+    base = Path(root)
+    expect_file(base, "data root", LAYOUT_HINT)
+    expect_file(base / "annotations", "COCO annotation folder", LAYOUT_HINT)
+    names = SPLIT_ALIASES.get(split, (split,))
+    chosen = names[0]
+    for name in names:
+        if (base / "annotations" / f"person_keypoints_{name}.json").is_file():
+            chosen = name
+            break
+    ann = base / "annotations" / f"person_keypoints_{chosen}.json"
+    expect_file(ann, "COCO annotation file", LAYOUT_HINT)
+    image_dir = base / "images" / chosen
+    expect_file(image_dir, "COCO image folder", LAYOUT_HINT)
+    return ann, image_dir
+
+
+__all__ = [
+    "LAYOUT_HINT",
+    "COCODataset",
+    "boxes_to_center_scale",
+    "clean_boxes",
+    "coco_from_dict",
+    "coco_paths",
+    "detection_records",
+    "load_coco",
+    "parse_coco_records",
+]

@@ -1,0 +1,221 @@
+"""Top-down pose prediction: person boxes -> affine crops -> one batched forward -> keypoints.
+
+The crop, normalisation and decoding are exactly those of training and evaluation (box ->
+center/scale with the model aspect ratio and x1.25 padding, ``cv2.warpAffine`` bilinear, RGB
+ImageNet statistics, argmax + quarter offset, inverse affine), so a checkpoint predicts here what
+it scores in ``posenfs eval``. Crops of many boxes and many images share forwards
+(``predict_many``), which is what makes folders and videos fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from posenfs_cli.data.affine import box_to_center_scale, get_affine_transform
+from posenfs_cli.data.keypoints import KeypointLayout, get_layout
+from posenfs_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD, warp_crop
+from posenfs_cli.errors import PosenfsError
+from posenfs_cli.evaluation.decode import decode_heatmaps, flip_test, heatmap_to_image_coords
+from posenfs_cli.profiling import ChannelsLast, use_channels_last
+
+BOX_PADDING = 1.25
+
+
+@dataclass
+class Instance:
+    """One person: box (xyxy, image px), its score, keypoints [K, 2] in image px, scores [K]."""
+
+    bbox: np.ndarray
+    bbox_score: float
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record of DESIGN §10 (plain Python floats)."""
+        return {
+            "bbox": [round(float(v), 2) for v in self.bbox],
+            "bbox_score": round(float(self.bbox_score), 5),
+            "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints],
+            "keypoint_scores": [round(float(s), 5) for s in self.keypoint_scores],
+        }
+
+
+@dataclass
+class CropBatch:
+    """Crops of a set of boxes with what is needed to map heatmaps back to the image."""
+
+    crops: np.ndarray  # [M, H, W, 3] uint8, model channel order
+    centers: np.ndarray  # [M, 2]
+    scales: np.ndarray  # [M, 2] (units of 200 px)
+
+
+def _as_boxes(boxes: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    b = np.asarray(boxes, dtype=np.float64)
+    if b.size == 0:
+        return np.zeros((0, 4), dtype=np.float64)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"boxes must be [M, 4] (x1, y1, x2, y2), got shape {b.shape}")
+    return b
+
+
+class Predictor:
+    """Keypoints for person boxes with a pose model (flip test and batching built in).
+
+    ``input_size`` is (height, width) of the model input; heatmap size is read from the output.
+    ``channels_last`` ("auto", True or False) runs convolutions in channels_last, 1.5x faster on
+    CPU. The model is put in eval mode (BatchNorm running statistics) and, with channels_last,
+    its weights are converted in place (numerically the same model).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layout: KeypointLayout,
+        input_size: Sequence[int],
+        device: torch.device | str = "cpu",
+        flip: bool = True,
+        flip_shift: bool = True,
+        batch_size: int = 32,
+        channels_last: bool | str = "auto",
+        input_format: str = "rgb",
+    ):
+        if batch_size < 1:
+            raise PosenfsError("batch size must be >= 1")
+        if input_format not in ("rgb", "bgr"):
+            raise PosenfsError(f"input_format must be rgb or bgr, got {input_format!r}")
+        self.device = torch.device(device)
+        self.layout = layout
+        self.input_h, self.input_w = int(input_size[0]), int(input_size[1])
+        self.flip = flip
+        self.flip_shift = flip_shift
+        self.batch_size = int(batch_size)
+        self.input_format = input_format
+        model = model.to(self.device).eval()
+        self.model: nn.Module = (
+            ChannelsLast(model) if use_channels_last(self.device, channels_last) else model
+        )
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255.0
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: torch.device | str = "cpu", **kwargs: Any
+    ) -> Predictor:
+        """Rebuild the checkpoint's model and take layout, input size and format from it."""
+        from posenfs_cli.engine.checkpoint import build_from_checkpoint
+
+        model, ckpt = build_from_checkpoint(path, device)
+        kwargs.setdefault("input_format", ckpt.metadata.get("input_format", "rgb"))
+        return cls(
+            model,
+            get_layout(ckpt.recipe.data.keypoints),
+            list(ckpt.recipe.data.input_size),
+            device,
+            **kwargs,
+        )
+
+    @property
+    def aspect_ratio(self) -> float:
+        return self.input_w / self.input_h
+
+    def crop(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray) -> CropBatch:
+        """Crop every box (padded to the model aspect, x1.25) to the model input size."""
+        boxes = _as_boxes(boxes_xyxy)
+        m = boxes.shape[0]
+        crops = np.zeros((m, self.input_h, self.input_w, 3), dtype=np.uint8)
+        centers = np.zeros((m, 2), dtype=np.float64)
+        scales = np.zeros((m, 2), dtype=np.float64)
+        wh = np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)  # a degenerate box still gets a crop
+        size = (self.input_w, self.input_h)
+        for i in range(m):
+            c, s = box_to_center_scale(
+                boxes[i, 0], boxes[i, 1], wh[i, 0], wh[i, 1], self.aspect_ratio, BOX_PADDING
+            )
+            crops[i] = warp_crop(image_bgr, get_affine_transform(c, s, 0.0, size), size)
+            centers[i], scales[i] = c, s
+        if self.input_format == "rgb":
+            crops = crops[..., ::-1]
+        return CropBatch(np.ascontiguousarray(crops), centers, scales)
+
+    @torch.inference_mode()
+    def heatmaps(self, crops: np.ndarray) -> torch.Tensor:
+        """Heatmaps [M, K, h, w] (flip-tested when enabled) for uint8 crops, in chunks."""
+        outs = []
+        for start in range(0, crops.shape[0], self.batch_size):
+            chunk = torch.from_numpy(crops[start : start + self.batch_size]).to(self.device)
+            x = (chunk.permute(0, 3, 1, 2).float() - self._mean) / self._std
+            if self.flip:
+                hm = flip_test(self.model, x, self.layout.flip_pairs, shift=self.flip_shift)
+            else:
+                hm = self.model(x)
+                if isinstance(hm, list | tuple):
+                    hm = hm[-1]
+            outs.append(hm.float())
+        return torch.cat(outs)
+
+    def _decode(self, batch: CropBatch) -> tuple[np.ndarray, np.ndarray]:
+        """(keypoints [M, K, 2] image px, scores [M, K]) for a crop batch."""
+        hm = self.heatmaps(batch.crops)
+        coords, scores = decode_heatmaps(hm, shift=True)
+        hm_size = (hm.shape[3], hm.shape[2])
+        xy = heatmap_to_image_coords(coords, batch.centers, batch.scales, None, hm_size)
+        return xy, scores.detach().cpu().numpy().astype(np.float64)
+
+    def predict_many(
+        self,
+        images: Sequence[np.ndarray],
+        boxes: Sequence[np.ndarray],
+        box_scores: Sequence[np.ndarray] | None = None,
+    ) -> list[list[Instance]]:
+        """Instances per image, with the crops of all images sharing forward batches."""
+        if len(images) != len(boxes) or (box_scores is not None and len(box_scores) != len(boxes)):
+            raise ValueError("images, boxes and box_scores must have the same length")
+        per_image = [_as_boxes(b) for b in boxes]
+        counts = [b.shape[0] for b in per_image]
+        if sum(counts) == 0:
+            return [[] for _ in images]
+        batches = [self.crop(img, b) for img, b in zip(images, per_image, strict=True) if len(b)]
+        merged = CropBatch(
+            np.concatenate([b.crops for b in batches]),
+            np.concatenate([b.centers for b in batches]),
+            np.concatenate([b.scales for b in batches]),
+        )
+        xy, scores = self._decode(merged)
+        all_boxes = np.concatenate(per_image)
+        if box_scores is None:
+            all_scores = np.ones(len(all_boxes))
+        else:
+            all_scores = np.concatenate([np.asarray(s, np.float64).reshape(-1) for s in box_scores])
+            if all_scores.shape[0] != all_boxes.shape[0]:
+                raise ValueError("box_scores must give one score per box")
+        instances = [
+            Instance(all_boxes[i], float(all_scores[i]), xy[i], scores[i])
+            for i in range(all_boxes.shape[0])
+        ]
+        out: list[list[Instance]] = []
+        start = 0
+        for n in counts:
+            out.append(instances[start : start + n])
+            start += n
+        return out
+
+    def predict_boxes(
+        self,
+        image_bgr: np.ndarray,
+        boxes_xyxy: np.ndarray,
+        box_scores: np.ndarray | None = None,
+    ) -> list[Instance]:
+        """Instances for the boxes of one BGR image (all boxes in batched forwards)."""
+        return self.predict_many(
+            [image_bgr], [boxes_xyxy], [box_scores] if box_scores is not None else None
+        )[0]
+
+
+__all__ = ["BOX_PADDING", "CropBatch", "Instance", "Predictor"]

@@ -1,0 +1,115 @@
+"""Sparsity penalties on α/β and the architecture-entropy metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from posenfs_cli.config import ModelConfig, Recipe
+from posenfs_cli.data.keypoints import MPII
+from posenfs_cli.errors import PosenfsError
+from posenfs_cli.models.build import build_model
+from posenfs_cli.nas.prune import find_dead, prune_model
+from posenfs_cli.nas.sparsity import SPARSITY_KINDS, arch_entropy, sparsity_penalty
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def cfg(**kw) -> ModelConfig:
+    return ModelConfig(**{"backbone": "mobilenet_v2", "channels": 1, "parts": 3, "hidden": 2, **kw})
+
+
+def randomized(seed: int = 0, **kw):
+    model = build_model(cfg(**kw), MPII)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.arch_parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    return model
+
+
+def adam_on_penalty(model, kind: str, steps: int, lr: float) -> None:
+    opt = torch.optim.Adam(model.arch_parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        sparsity_penalty(model, kind, 1.0).backward()
+        opt.step()
+
+
+def test_uniform_architecture_has_entropy_one():
+    ent = arch_entropy(build_model(cfg(), MPII))
+    assert ent == {"alpha_entropy": pytest.approx(1.0), "beta_entropy": pytest.approx(1.0)}
+
+
+def test_one_hot_architecture_has_entropy_near_zero():
+    model = build_model(cfg(), MPII)
+    with torch.no_grad():
+        for p in model.arch_parameters():
+            p.fill_(-200.0)
+            p[..., 0] = 0.0
+    ent = arch_entropy(model)
+    assert ent["alpha_entropy"] < 1e-6 and ent["beta_entropy"] < 1e-6
+
+
+@pytest.mark.parametrize("kind", [k for k in SPARSITY_KINDS if k != "none"])
+def test_penalty_gradient_pushes_toward_one_hot(kind):
+    model = randomized()
+    before = arch_entropy(model)
+    p0 = float(sparsity_penalty(model, kind, 1.0).detach())
+    assert 0.0 < p0 <= 1.0
+    adam_on_penalty(model, kind, steps=20, lr=0.05)
+    after = arch_entropy(model)
+    assert after["alpha_entropy"] < before["alpha_entropy"] - 0.02
+    assert after["beta_entropy"] < before["beta_entropy"] - 0.02
+    assert float(sparsity_penalty(model, kind, 1.0).detach()) < p0
+    # the weight scales the penalty linearly
+    assert float(sparsity_penalty(model, kind, 0.5).detach()) == pytest.approx(
+        0.5 * float(sparsity_penalty(model, kind, 1.0).detach()), rel=1e-6
+    )
+
+
+def test_none_and_zero_weight_are_zero_without_graph():
+    model = randomized()
+    for kind, w in (("none", 1.0), ("entropy", 0.0)):
+        p = sparsity_penalty(model, kind, w)
+        assert float(p) == 0.0 and not p.requires_grad and p.dim() == 0
+
+
+@pytest.mark.parametrize("kind,weight,msg", [("sparse", 1.0, "unknown kind"), ("l1", -1.0, ">= 0")])
+def test_bad_kind_or_weight(kind, weight, msg):
+    with pytest.raises(PosenfsError, match=msg):
+        sparsity_penalty(randomized(), kind, weight)
+
+
+def test_gradients_stay_finite_with_exact_zero_weights():
+    model = randomized()
+    with torch.no_grad():
+        for _name, c in model.cnfs():
+            c.alpha[:, 1] = -1e4  # softmax exactly 0
+    for kind in ("entropy", "l1", "gap"):
+        model.zero_grad()
+        sparsity_penalty(model, kind, 1.0).backward()
+        for p in model.arch_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all(), kind
+
+
+def test_gap_penalty_reaches_exact_zeros_that_prune_losslessly():
+    """The hinge keeps pushing until the losers' softmax underflows to exactly 0."""
+    model = randomized(hidden=1).eval()
+    adam_on_penalty(model, "gap", steps=60, lr=5.0)
+    assert float(sparsity_penalty(model, "gap", 1.0).detach()) == 0.0
+    dead = find_dead(model)
+    assert all(len(s.slots) or len(s.cells) for s in dead.values())
+    recipe = Recipe(model=cfg(hidden=1))
+    recipe.data.input_size = [64, 64]
+    pruned, report = prune_model(model, recipe)
+    assert report.max_abs_diff <= 1e-6 and report.params_after < report.params_before
+    assert math.isfinite(report.max_abs_output)
