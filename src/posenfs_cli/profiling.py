@@ -260,3 +260,35 @@ def profile_model(
     if timing:
         time_model(report, model, runs, channels_last)
     return report
+
+
+@torch.inference_mode()
+def part_latencies(
+    models: list[nn.Module], size: list[int], device: torch.device, runs: int = 10
+) -> list[dict[str, float]]:
+    """Best-of-``runs`` bs-1 forward time (ms) per model: whole, backbone, each part on its pyramid.
+
+    The models are timed interleaved (a, b, a, b ...) so load from other processes hits them
+    alike and the before/after comparison stays fair.
+    """
+    x = torch.randn(1, 3, *size, device=device)
+    jobs: list[dict[str, Any]] = []
+    for m in models:
+        m.eval()
+        pyramid = m.backbone(x)
+        fns = {"total": lambda m=m: m(x), "backbone": lambda m=m: m.backbone(x)}
+        for part in m.parts:
+            fns[part.name] = lambda part=part, pyramid=pyramid: part(pyramid)
+        jobs.append(fns)
+    times: list[dict[str, list[float]]] = [{k: [] for k in fns} for fns in jobs]
+    for i in range(runs + 2):  # two warm-up rounds
+        for fns, acc in zip(jobs, times, strict=True):
+            for k, fn in fns.items():
+                _sync(device)
+                t0 = time.perf_counter()
+                fn()
+                _sync(device)
+                t = time.perf_counter() - t0
+                if i >= 2:
+                    acc[k].append(t)
+    return [{k: min(v) * 1e3 for k, v in acc.items()} for acc in times]

@@ -28,8 +28,7 @@ from rich.progress import (
 from posenfs_cli.cli.common import console, resolve_device_option, user_errors
 from posenfs_cli.data.keypoints import KeypointLayout
 from posenfs_cli.errors import PosenfsError
-
-BOX_COLOR = (0, 220, 255)  # BGR yellow: distinct from the left/right/centre skeleton colours
+from posenfs_cli.vis.draw import draw_instances
 
 
 @dataclass
@@ -58,41 +57,6 @@ class Tally:
     json_files: int = 0
     overlays: int = 0
     interrupted: bool = False
-
-
-def draw_instances(
-    image_bgr: np.ndarray, instances: list[Any], layout: KeypointLayout, kpt_thr: float
-) -> np.ndarray:
-    """Boxes with their scores and skeletons (joints under ``kpt_thr`` not drawn)."""
-    from posenfs_cli.vis.draw import draw_skeleton
-
-    h, w = image_bgr.shape[:2]
-    unit = max(1, round(min(h, w) / 240))
-    out = np.ascontiguousarray(image_bgr).copy()
-    for inst in instances:
-        x1, y1, x2, y2 = (round(float(v)) for v in inst.bbox)
-        cv2.rectangle(out, (x1, y1), (x2, y2), BOX_COLOR, unit, cv2.LINE_AA)
-        cv2.putText(
-            out,
-            f"{inst.bbox_score:.2f}",
-            (x1 + 2, max(y1 - 3, 10 * unit)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.35 * unit,
-            BOX_COLOR,
-            1,
-            cv2.LINE_AA,
-        )
-    for inst in instances:
-        out = draw_skeleton(
-            out,
-            inst.keypoints,
-            inst.keypoint_scores,
-            layout,
-            thr=kpt_thr,
-            radius=unit + 1,
-            thickness=unit + 1,
-        )
-    return out
 
 
 def _unique_stem(path: Path | None, name: str, used: set[str]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import typer
 from rich.table import Table
 from torch import nn
 
+from posenfs_cli import profiling
 from posenfs_cli.cli.common import console, resolve_device_option, user_errors
 from posenfs_cli.errors import PosenfsError
 
@@ -31,55 +31,9 @@ def genotype_path(out: Path) -> Path:
     return out.with_suffix(".genotype.json")
 
 
-def _timer(device: torch.device):
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    def run(fn) -> float:
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        return time.perf_counter() - t0
-
-    return run
-
-
-@torch.inference_mode()
-def part_latencies(
-    models: list[nn.Module], size: list[int], device: torch.device, runs: int = 10
-) -> list[dict[str, float]]:
-    """Best-of-``runs`` bs-1 forward time (ms) per model: whole, backbone, each part on its pyramid.
-
-    The models are timed interleaved (a, b, a, b ...) so load from other processes hits them
-    alike and the before/after comparison stays fair.
-    """
-    run = _timer(device)
-    x = torch.randn(1, 3, *size, device=device)
-    jobs: list[dict[str, Any]] = []
-    for m in models:
-        m.eval()
-        pyramid = m.backbone(x)
-        fns = {"total": lambda m=m: m(x), "backbone": lambda m=m: m.backbone(x)}
-        for part in m.parts:
-            fns[part.name] = lambda part=part, pyramid=pyramid: part(pyramid)
-        jobs.append(fns)
-    times: list[dict[str, list[float]]] = [{k: [] for k in fns} for fns in jobs]
-    for i in range(runs + 2):  # two warm-up rounds
-        for fns, acc in zip(jobs, times, strict=True):
-            for k, fn in fns.items():
-                t = run(fn)
-                if i >= 2:
-                    acc[k].append(t)
-    return [{k: min(v) * 1e3 for k, v in acc.items()} for acc in times]
-
-
 def _sizes(model: nn.Module, size: list[int], device: torch.device) -> dict[str, Any]:
-    from posenfs_cli.profiling import conv_macs, count_params
-
-    total, backbone, parts, _arch = count_params(model)
-    macs, macs_bb, macs_parts = conv_macs(model, size, device)
+    total, backbone, parts, _arch = profiling.count_params(model)
+    macs, macs_bb, macs_parts = profiling.conv_macs(model, size, device)
     return {
         "params": {"total": total, "backbone": backbone, **parts},
         "macs": {"total": macs, "backbone": macs_bb, **macs_parts},
@@ -223,7 +177,7 @@ def _prune(ctx, checkpoint, threshold, out, input_size, batch_size, timing, runs
         before, after = _sizes(model, size, dev), _sizes(pruned, size, dev)
         lat_b = lat_a = None
         if timing and not report.nothing_removed:
-            lat_b, lat_a = part_latencies([model, pruned], size, dev, runs)
+            lat_b, lat_a = profiling.part_latencies([model, pruned], size, dev, runs)
     finally:
         if not as_json:
             status.stop()

@@ -7,6 +7,7 @@ centre (or mixed) links in a third, so a left/right swap is visible at a glance.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -15,6 +16,9 @@ from posenfs_cli.data.keypoints import KeypointLayout
 
 _SHIFT = 4
 _ONE = 1 << _SHIFT
+
+
+BOX_COLOR = (0, 220, 255)  # BGR yellow: distinct from the left/right/centre skeleton colours
 
 
 def _fixed(points: np.ndarray) -> np.ndarray:
@@ -94,4 +98,37 @@ def make_grid(
     return grid if c != 1 else grid[:, :, 0]
 
 
-__all__ = ["draw_skeleton", "make_grid", "put_label"]
+def draw_instances(
+    image_bgr: np.ndarray, instances: Sequence[Any], layout: KeypointLayout, kpt_thr: float
+) -> np.ndarray:
+    """Boxes with their scores and skeletons (joints under ``kpt_thr`` not drawn)."""
+    h, w = image_bgr.shape[:2]
+    unit = max(1, round(min(h, w) / 240))
+    out = np.ascontiguousarray(image_bgr).copy()
+    for inst in instances:
+        x1, y1, x2, y2 = (round(float(v)) for v in inst.bbox)
+        cv2.rectangle(out, (x1, y1), (x2, y2), BOX_COLOR, unit, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            f"{inst.bbox_score:.2f}",
+            (x1 + 2, max(y1 - 3, 10 * unit)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.35 * unit,
+            BOX_COLOR,
+            1,
+            cv2.LINE_AA,
+        )
+    for inst in instances:
+        out = draw_skeleton(
+            out,
+            inst.keypoints,
+            inst.keypoint_scores,
+            layout,
+            thr=kpt_thr,
+            radius=unit + 1,
+            thickness=unit + 1,
+        )
+    return out
+
+
+__all__ = ["BOX_COLOR", "draw_instances", "draw_skeleton", "make_grid", "put_label"]
