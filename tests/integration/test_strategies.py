@@ -158,3 +158,25 @@ def test_unknown_strategy(tmp_path, strategy):
             recipe(f"train.strategy={strategy}"),
             TrainOptions("search", tmp_path, torch.device("cpu")),
         )
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    from posenfs_cli.engine.trainer import NonFiniteLoss
+
+    t = trainer(tmp_path, "train.epochs=3", "train.val_every=10")
+    calls = {"n": 0}
+    real = t.strategy.loss_fn
+
+    def poisoned(model, batch):
+        calls["n"] += 1
+        loss = real(model, batch)
+        return loss * float("nan") if calls["n"] > 2 else loss  # epoch 2 goes bad
+
+    t.strategy.loss_fn = poisoned
+    with pytest.raises(NonFiniteLoss, match="loss became nan at epoch 2"):
+        t.fit()
+    from posenfs_cli.engine.checkpoint import read_checkpoint
+
+    last = read_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert last.epoch == 1
+    assert all(torch.isfinite(v).all() for v in last.tensors.values() if v.is_floating_point())

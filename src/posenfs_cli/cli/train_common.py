@@ -118,7 +118,8 @@ def final_table(history: list[dict[str, Any]], best_epoch: int | None) -> Table 
     best = next((r for r in rows if r["epoch"] == best_epoch), rows[-1])
     table = Table(title=f"validation (best epoch {best['epoch']})", title_justify="left")
     if "pckh_columns" in best:
-        cols = best["pckh_columns"]
+        cols = {k.replace(" (HRNet-compatible)", "*"): v for k, v in best["pckh_columns"].items()}
+        table.caption = "* Mean@0.11: what HRNet's code prints as 'Mean@0.1'"
         for name in cols:
             table.add_column(name, justify="right")
         table.add_row(*[f"{v:.2f}" for v in cols.values()])

@@ -47,29 +47,8 @@ import numpy as np
 from posenfs_cli.data.keypoints import COCO, MPII, KeypointLayout
 from posenfs_cli.errors import PosenfsError
 
-SUPER_NAMES: tuple[str, ...] = (
-    "head_top",
-    "upper_neck",
-    "thorax",
-    "pelvis",
-    "nose",
-    "left_eye",
-    "right_eye",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-)
+# MPII's extra joints, then COCO's 17 in COCO order (the union of both layouts).
+SUPER_NAMES: tuple[str, ...] = ("head_top", "upper_neck", "thorax", "pelvis", *COCO.names)
 _J = {n: i for i, n in enumerate(SUPER_NAMES)}
 
 # Body parts that shapes belong to (for visibility); index = part id.
