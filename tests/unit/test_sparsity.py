@@ -54,9 +54,23 @@ def test_one_hot_architecture_has_entropy_near_zero():
     with torch.no_grad():
         for p in model.arch_parameters():
             p.fill_(-200.0)
-            p[..., 0] = 0.0
+            p[..., 1] = 0.0  # column 0 of α is `zero`, which the entropy leaves out
     ent = arch_entropy(model)
     assert ent["alpha_entropy"] < 1e-6 and ent["beta_entropy"] < 1e-6
+
+
+@pytest.mark.parametrize("kind", [k for k in SPARSITY_KINDS if k != "none"])
+def test_penalty_never_pushes_the_zero_op(kind):
+    """At the uniform start a tie must not crown `zero` (it would silence every CNF)."""
+    model = build_model(cfg(), MPII)
+    with torch.no_grad():
+        for p in model.arch_parameters():
+            p.normal_(std=0.01)
+    sparsity_penalty(model, kind, 1.0).backward()
+    for _, cnf in model.cnfs():
+        zero = list(cnf.spec.ops).index("zero")
+        assert torch.equal(cnf.alpha.grad[:, zero], torch.zeros_like(cnf.alpha.grad[:, zero]))
+        assert cnf.alpha.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("kind", [k for k in SPARSITY_KINDS if k != "none"])

@@ -20,12 +20,10 @@ one-hot:
   ``entropy``, and many steps (Adam moves a logit by ≲ lr per step: 110 / 1e-3 ≈ 1e5 steps at
   the paper's arch lr), so it suits full-length searches or a larger arch lr.
 
-Recommended: ``train.sparsity: entropy`` with ``train.sparsity_weight`` about a tenth of the task
-loss (1e-4 for the heatmap MSE, which is ~1e-3), then ``posenfs prune --threshold 1e-3`` (up to
-1e-2), reading the output difference it reports and checking with ``posenfs eval``. On a
-20-epoch synthetic run (arch lr 0.05, weight 0.01) entropy took the mean β entropy from 0.91 to
-0.57 at an unchanged validation loss, and ``--threshold 1e-2`` removed 4% of the parameters
-with a max output change of 7e-3 on [0, 1) scores.
+Recommended: ``train.sparsity: entropy`` with an undecayed arch lr (``recipes/synthetic/
+sparse.yaml``: weight 0.01, arch lr 0.05), then ``posenfs prune --threshold 0.01``, reading the
+output difference it reports and checking with ``posenfs eval``; measured results are in
+``benchmarks/README.md``. The ``zero`` op is left out of the α terms (see ``_arch_rows``).
 
 A sparsemax normaliser is not offered: softmax is hard-wired in ``CNF.alpha_weights`` and
 ``Cell.input_node``, and swapping it would change the search space itself, not add a loss term.
@@ -39,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from posenfs_cli.errors import PosenfsError
+from posenfs_cli.nas.ops import ZERO
 
 SPARSITY_KINDS = ("none", "entropy", "l1", "gap")
 GAP_MARGIN = 110.0  # float32 softmax of a logit trailing by ≥ ~104 is exactly 0
@@ -54,13 +53,20 @@ def check_sparsity(kind: str, weight: float) -> None:
 
 
 def _arch_rows(model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
-    """(α matrices [edges, ops], β vectors [3]) of every CNF and live cell of ``model``."""
+    """(α matrices [edges, real ops], β vectors [3]) of every CNF and live cell of ``model``.
+
+    The ``zero`` column is left out: pushing α toward one-hot must choose among ops that
+    compute something. With it, a tie at initialisation can crown ``zero`` on every edge and
+    silence whole CNFs (seen with ``gap`` at a large arch lr); and ``zero`` builds nothing, so
+    there is nothing to prune for it anyway.
+    """
     model = getattr(model, "module", model)
     model = getattr(model, "_orig_mod", model)
     alphas: list[Tensor] = []
     betas: list[Tensor] = []
     for _name, cnf in model.cnfs():
-        alphas.append(cnf.alpha)
+        real = [i for i, op in enumerate(cnf.spec.ops) if op != ZERO]
+        alphas.append(cnf.alpha if len(real) == len(cnf.spec.ops) else cnf.alpha[:, real])
         betas.extend(cell.beta for cell in cnf.cells)
     return alphas, betas
 
