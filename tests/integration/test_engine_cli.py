@@ -68,3 +68,60 @@ def test_train_from_a_checkpoint_of_another_dataset(tmp_path):
 def test_unknown_recipe_name(tmp_path):
     result = runner.invoke(app, ["search", "--recipe", "mpii/nope", "--project", str(tmp_path)])
     one_line_error(result, "recipe not found: mpii/nope")
+
+
+def test_dataset_mpii_uses_the_paper_recipe(tmp_path):
+    """`posenfs search --dataset mpii --parts 5` = the paper's Tab II setting with P=5."""
+    import yaml
+
+    data = tmp_path / "mpii"
+    made = runner.invoke(
+        app,
+        [
+            "data",
+            "synth",
+            "--format",
+            "mpii",
+            "--out",
+            str(data),
+            "--images",
+            "4",
+            "--val-images",
+            "2",
+            "--size",
+            "128",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(
+        app,
+        [
+            "--device",
+            "cpu",
+            "search",
+            "--dataset",
+            "mpii",
+            "--data-root",
+            str(data),
+            "--parts",
+            "5",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--input-size",
+            "64",
+            "--workers",
+            "0",
+            "--project",
+            str(tmp_path / "runs"),
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    cfg = yaml.safe_load((tmp_path / "runs/search/exp/config.yaml").read_text())
+    assert cfg["name"] == "mbv2_p3_h1_c10_256"
+    assert cfg["model"]["parts"] == 5 and cfg["model"]["channels"] == 10
+    assert cfg["model"]["backbone"] == "mobilenet_v2" and cfg["model"]["vector_dim"] == 8
+    assert cfg["train"]["lr"] == 0.001 and cfg["train"]["lr_steps"] == [90, 120, 150]
+    assert cfg["train"]["strategy"] == "sync" and cfg["data"]["dataset"] == "mpii"

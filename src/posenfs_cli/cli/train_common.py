@@ -15,6 +15,12 @@ from posenfs_cli.errors import PosenfsError
 
 RECIPES_DIR = Path(__file__).resolve().parents[3] / "recipes"
 DEFAULT_RECIPE = "synthetic/quick"
+# With no --recipe, --dataset picks the paper's setting for that dataset (Tab II / Tab VII).
+DATASET_RECIPES = {
+    "synthetic": DEFAULT_RECIPE,
+    "mpii": "mpii/mbv2_p3_h1_c10_256",
+    "coco": "coco/mbv2_p3_h1_c16_nozero_384x288",
+}
 
 
 def resolve_recipe_path(text: str) -> Path:
@@ -61,8 +67,12 @@ def flag_overrides(**flags: Any) -> list[str]:
     return out
 
 
+def default_recipe(dataset: str | None) -> str:
+    return DATASET_RECIPES.get((dataset or "synthetic").lower(), DEFAULT_RECIPE)
+
+
 def build_recipe(recipe: str | None, flags: dict[str, Any], sets: list[str]) -> Recipe:
-    rec = load_recipe(resolve_recipe_path(recipe or DEFAULT_RECIPE))
+    rec = load_recipe(resolve_recipe_path(recipe or default_recipe(flags.get("dataset"))))
     rec = apply_overrides(rec, flag_overrides(**flags) + list(sets))
     if rec.data.dataset == "coco" and rec.data.keypoints != "coco":
         rec = apply_overrides(rec, ["data.keypoints=coco"])
@@ -88,7 +98,7 @@ def summary_table(
             f"kept={m.fabric.kept}"
         )
     )
-    table.add_row("command", f"{command} ({strategy})")
+    table.add_row("command", f"{command} ({strategy}), recipe {recipe.name}")
     table.add_row(
         "model",
         f"{bb}; P={m.parts}, H={m.hidden}, C={m.channels}, d={m.vector_dim}, "
@@ -193,7 +203,11 @@ def run_training(
 
 # Options shared by `search` and `train` (Typer reads these OptionInfo defaults per command).
 O_RECIPE = typer.Option(
-    None, "--recipe", "-r", help=f"Recipe YAML or name under recipes/ [default: {DEFAULT_RECIPE}]."
+    None,
+    "--recipe",
+    "-r",
+    help=f"Recipe YAML or name under recipes/ [default: {DEFAULT_RECIPE}; with --dataset "
+    "mpii or coco, the paper's MobileNetV2 recipe for it].",
 )
 O_DATASET = typer.Option(None, "--dataset", help="synthetic | mpii | coco.")
 O_DATA_ROOT = typer.Option(None, "--data-root", help="Dataset folder (see README: data layouts).")
