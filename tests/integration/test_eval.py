@@ -154,3 +154,51 @@ def test_eval_cli_mpii_checkpoint_on_coco_is_refused(tmp_path):
     )
     assert result.exit_code == 2
     assert "trained on mpii keypoints" in result.output and "Traceback" not in result.output
+
+
+def test_eval_counts_an_unreadable_image_from_workers(tmp_path):
+    data = tmp_path / "mpii"
+    made = runner.invoke(
+        app,
+        [
+            "data",
+            "synth",
+            "--format",
+            "mpii",
+            "--out",
+            str(data),
+            "--images",
+            "2",
+            "--val-images",
+            "4",
+            "--size",
+            "96",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    val = sorted((data / "images").glob("*val*"))
+    assert len(val) == 4
+    val[1].write_bytes(b"not a jpeg at all")
+    ckpt = tiny_checkpoint(tmp_path)
+    result = runner.invoke(
+        app,
+        [
+            "--device",
+            "cpu",
+            "eval",
+            str(ckpt),
+            "--dataset",
+            "mpii",
+            "--data-root",
+            str(data),
+            "--workers",
+            "2",
+            "--no-flip",
+            "--project",
+            str(tmp_path / "runs"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 unreadable image(s) skipped" in result.output
+    summary = json.loads((tmp_path / "runs/eval/exp/metrics.json").read_text())
+    assert summary["persons"] == 4 and summary["skipped_images"] == 1

@@ -189,7 +189,8 @@ def _eval(
             channels_last=True,
             on_batch=lambda n: progress.advance(task, n),
         )
-    skipped = len(getattr(ds, "skipped", []) or [])
+    # unreadable images come back as placeholders flagged valid=False (counted in any worker)
+    skipped = int((~preds.meta["valid"].astype(bool)).sum()) if len(preds) else 0
     metrics = score(
         preds, layout, ds, rec.eval.keypoint_score_threshold, rec.eval.oks_nms_threshold
     )

@@ -309,7 +309,7 @@ class Trainer:
         if self.strategy.needs_heldout:
             arch_iter = iter(self._loader(self.arch_idx, epoch, 1, shuffle=True))
         task = progress.add_task(f"epoch {epoch + 1}/{self.cfg.epochs}", total=len(loader), info="")
-        total, count, seen = 0.0, 0, 0
+        total, count, seen, skipped = 0.0, 0, 0, 0
         t0 = time.perf_counter()
         for step, batch in enumerate(loader):
             arch_batch = None
@@ -327,6 +327,7 @@ class Trainer:
                     "--set train.grad_clip=1.0)"
                 )
             n = batch[0].shape[0]
+            skipped += int((~batch[3]["valid"]).sum())  # unreadable images replaced in workers
             total += loss * n
             count += n
             seen += n
@@ -334,11 +335,18 @@ class Trainer:
             progress.update(task, advance=1, info=f"loss {total / count:.3e}  {rate:.1f} img/s")
         elapsed = time.perf_counter() - t0
         mean = all_reduce_mean(torch.tensor([total / max(count, 1)], dtype=torch.float64))
-        return {
+        out = {
             "train_loss": float(mean[0]),
             "train_time_s": elapsed,
             "images_per_s": seen * self.dist.world_size / max(elapsed, 1e-9),
         }
+        if skipped:
+            out["skipped_images"] = skipped
+            self.log(
+                f"[yellow]epoch {epoch + 1}: {skipped} unreadable image(s) were replaced by "
+                "the next readable record[/]"
+            )
+        return out
 
     def validate(self) -> dict[str, Any]:
         loader = self._val_loader()

@@ -22,7 +22,17 @@ from posenfs_cli.evaluation.coco_eval import box_areas_from_scale, build_results
 from posenfs_cli.evaluation.decode import decode_heatmaps, flip_test, heatmap_to_image_coords
 from posenfs_cli.evaluation.pckh import compute_pckh, pckh_table_rows
 
-META_KEYS = ("index", "image_id", "joints", "headbox", "center", "scale", "rotation", "score")
+META_KEYS = (
+    "index",
+    "image_id",
+    "joints",
+    "headbox",
+    "center",
+    "scale",
+    "rotation",
+    "score",
+    "valid",
+)
 
 
 @dataclass
