@@ -97,24 +97,73 @@ def clean_boxes(boxes: np.ndarray, widths: np.ndarray, heights: np.ndarray) -> n
     return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
 
 
-def _person_category(coco: CocoApi, source: str, k: int) -> int:
+def _person_category(coco: CocoApi, source: str, k: int, notes: list[str]) -> int:
+    """The person category id; a category listing more keypoint names than the layout is
+    accepted (the annotation values are checked next) with a note."""
     cats = coco.dataset.get("categories") or []
-    person = [c for c in cats if c.get("name") == "person"]
+    person = [c for c in cats if isinstance(c, dict) and c.get("name") == "person"]
     cat = person[0] if person else None
-    if cat is not None and "keypoints" in cat and len(cat["keypoints"]) != k:
-        raise PosenfsError(
-            f"{source}: the person category lists {len(cat['keypoints'])} keypoints, "
-            f"expected {k} (COCO layout)"
+    names = cat.get("keypoints") if cat is not None else None
+    if isinstance(names, list) and len(names) != k:
+        if len(names) < k:
+            raise PosenfsError(
+                f"{source}: the person category lists {len(names)} keypoint names, "
+                f"fewer than the {k} of the COCO layout"
+            )
+        notes.append(
+            f"{source}: the person category lists {len(names)} keypoint names; using the first "
+            f"{k} (the annotations carry {k} × [x, y, v] values, the COCO layout)"
         )
-    return int(cat["id"]) if cat is not None else PERSON
+    return int(cat["id"]) if cat is not None and "id" in cat else PERSON
+
+
+def _check_file_names(coco: CocoApi, source: str, image_ids: np.ndarray) -> None:
+    for i in dict.fromkeys(image_ids.tolist()):
+        name = coco.imgs[i].get("file_name")
+        if not isinstance(name, str) or not name:
+            raise PosenfsError(
+                f"{source}: image record id {i} has no 'file_name' (each entry of 'images' "
+                "needs {id, file_name, width, height})"
+            )
+
+
+def fill_missing_areas(coco: CocoApi, source: str, notes: list[str]) -> int:
+    """Give annotations without ``area`` the box area w·h (as other toolboxes do), in place.
+
+    COCOeval needs ``area`` for OKS, and video datasets often leave it out. Returns how many
+    were filled (and adds a note).
+    """
+    filled = 0
+    for a in coco.dataset.get("annotations", []):
+        if isinstance(a, dict) and a.get("area") is None:
+            box = a.get("bbox")
+            if isinstance(box, list) and len(box) == 4:
+                try:
+                    a["area"] = max(0.0, float(box[2])) * max(0.0, float(box[3]))
+                except (TypeError, ValueError):
+                    continue
+                filled += 1
+    if filled:
+        notes.append(f"{source}: {filled} annotation(s) have no 'area'; using the box area w·h")
+    return filled
 
 
 def parse_coco_records(
-    coco: CocoApi, source: str, aspect_ratio: float, layout: KeypointLayout = COCO
+    coco: CocoApi,
+    source: str,
+    aspect_ratio: float,
+    layout: KeypointLayout = COCO,
+    notes: list[str] | None = None,
 ) -> PoseRecords:
-    """GT person records, validated (keypoint count, NaN) with the annotation index in errors."""
+    """GT person records, validated (keypoint count, NaN) with the annotation index in errors.
+
+    ``notes`` collects one-line remarks for the user (extra keypoint names, filled areas).
+    When the filters leave no record, the error names each filter and what it removed.
+    """
+    notes = notes if notes is not None else []
     k = layout.num_joints
-    cat = _person_category(coco, source, k)
+    cat = _person_category(coco, source, k, notes)
+    fill_missing_areas(coco, source, notes)
     anns_all = coco.dataset["annotations"]
     idx = [i for i, a in enumerate(anns_all) if a.get("category_id") == cat]
     anns = [anns_all[i] for i in idx]
@@ -126,9 +175,11 @@ def parse_coco_records(
     )
     if (lens != 3 * k).any():
         j = int(np.flatnonzero(lens != 3 * k)[0])
+        found = max(int(lens[j]), 0)
+        per = f" ({found // 3} keypoints)" if found % 3 == 0 and found else ""
         raise PosenfsError(
-            f"{source}: annotation {idx[j]} (id {anns[j].get('id')}) has {max(lens[j], 0)} "
-            f"keypoint values, expected {3 * k} ({k} × [x, y, v], COCO layout)"
+            f"{source}: annotation {idx[j]} (id {anns[j].get('id')}) has {found} "
+            f"keypoint values{per}, expected {3 * k} ({k} × [x, y, v], COCO layout)"
         )
     kps = stack_field(
         [a["keypoints"] for a in anns],
@@ -155,19 +206,33 @@ def parse_coco_records(
         dtype=np.float64,
     ).reshape(n, 2)
     crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
-    area = np.array([float(a.get("area", 0.0)) for a in anns], dtype=np.float64)
+    area = np.array([float(a.get("area") or 0.0) for a in anns], dtype=np.float64)
     clean = clean_boxes(boxes, wh[:, 0], wh[:, 1])
-    keep = (
-        ~crowd
-        & (area > 0)
-        & (clean[:, 2] >= 0)
-        & (clean[:, 3] >= 0)
-        & (kps[:, :, 2].max(axis=1, initial=0) > 0)
+    cw, ch = clean[:, 2], clean[:, 3]
+    # HRNet's filters, in order; a record is counted under the first one that removes it. A
+    # box clipped to a point (w = h = 0) is dropped too: it has no scale to crop with.
+    filters = (
+        ("iscrowd", crowd),
+        ("area <= 0", ~(area > 0)),
+        ("box outside the image or empty", (cw < 0) | (ch < 0) | ((cw <= 0) & (ch <= 0))),
+        ("no labelled keypoint", ~(kps[:, :, 2].max(axis=1, initial=0) > 0)),
     )
+    keep = np.ones(n, dtype=bool)
+    removed: list[str] = []
+    for name, drop in filters:
+        hit = keep & drop
+        if hit.any():
+            removed.append(f"{name}: {int(hit.sum())}")
+        keep &= ~drop
+    if n and not keep.any():
+        raise PosenfsError(
+            f"{source}: all {n} person annotation(s) were filtered out ({'; '.join(removed)})"
+        )
     # Order by image (as listed in the file), then annotation order: stable and HRNet-like.
     order_of_image = {img_id: r for r, img_id in enumerate(coco.imgs)}
     sel = np.flatnonzero(keep)
     sel = sel[np.argsort([order_of_image[i] for i in image_ids[sel]], kind="stable")]
+    _check_file_names(coco, source, image_ids[sel])
     centers, scales = boxes_to_center_scale(clean[sel], aspect_ratio)
     j = kps[sel]
     labelled = j[:, :, 2] > 0
@@ -190,13 +255,35 @@ def detection_records(
     coco: CocoApi,
     aspect_ratio: float,
     layout: KeypointLayout = COCO,
+    notes: list[str] | None = None,
+    source: str = "detections",
 ) -> PoseRecords:
-    """Records from person detections (already filtered by score) for images in ``coco``."""
-    dets = [d for d in detections if d["image_id"] in coco.imgs]
+    """Records from person detections (already filtered by score) for images in ``coco``.
+
+    Boxes of zero width or height cannot be cropped: they are skipped and counted in ``notes``.
+    Boxes reaching outside the image are kept as given (HRNet and mmpose do not clip them, so
+    the numbers stay comparable) and counted.
+    """
+    notes = notes if notes is not None else []
+    in_gt = [d for d in detections if d["image_id"] in coco.imgs]
+    dets = [d for d in in_gt if d["bbox"][2] > 0 and d["bbox"][3] > 0]
+    if len(dets) < len(in_gt):
+        notes.append(f"{source}: skipped {len(in_gt) - len(dets)} detection(s) of zero size")
     n = len(dets)
     boxes = np.array([d["bbox"] for d in dets], dtype=np.float64).reshape(n, 4)
-    centers, scales = boxes_to_center_scale(boxes, aspect_ratio)
     ids = np.array([d["image_id"] for d in dets], dtype=np.int64)
+    _check_file_names(coco, source, ids)
+    wh = np.array(
+        [[coco.imgs[i].get("width") or np.inf, coco.imgs[i].get("height") or np.inf] for i in ids],
+        dtype=np.float64,
+    ).reshape(n, 2)
+    outside = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, :2] + boxes[:, 2:] > wh).any(1)
+    if outside.any():
+        notes.append(
+            f"{source}: {int(outside.sum())} detection box(es) reach outside their image "
+            "(used as given, like HRNet/mmpose)"
+        )
+    centers, scales = boxes_to_center_scale(boxes, aspect_ratio)
     return PoseRecords(
         images=[coco.imgs[i]["file_name"] for i in ids],
         image_ids=ids,
@@ -210,7 +297,8 @@ def detection_records(
 
 
 class COCODataset(PoseDataset):
-    """COCO-layout person crops; ``coco`` is the GT COCO object, ``image_ids`` its images."""
+    """COCO-layout person crops; ``coco`` is the GT COCO object, ``image_ids`` its images
+    (all of them count in COCO AP); ``notes`` holds remarks about the file for the user."""
 
     def __init__(
         self,
@@ -226,10 +314,12 @@ class COCODataset(PoseDataset):
         layout: KeypointLayout = COCO,
     ) -> None:
         aspect = float(input_size[1]) / float(input_size[0])
+        self.notes: list[str] = []
         if detections is None:
-            records = parse_coco_records(coco, ann_name, aspect, layout)
+            records = parse_coco_records(coco, ann_name, aspect, layout, self.notes)
         else:
-            records = detection_records(detections, coco, aspect, layout)
+            fill_missing_areas(coco, ann_name, self.notes)  # COCOeval's OKS needs GT areas
+            records = detection_records(detections, coco, aspect, layout, self.notes)
         self.coco = coco
         self.image_ids = sorted(coco.getImgIds())
         self.uses_detections = detections is not None
@@ -293,6 +383,7 @@ __all__ = [
     "coco_from_dict",
     "coco_paths",
     "detection_records",
+    "fill_missing_areas",
     "load_coco",
     "parse_coco_records",
 ]

@@ -21,6 +21,9 @@ from posenfs_cli.data.keypoints import COCO
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.oks_nms import oks_nms
 
+# Where a non-finite keypoint is written: far enough from any image that its OKS term is 0 (a
+# miss), finite so the results stay valid JSON and COCOeval can read them.
+MISS_XY = -1.0e4
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 PERSON_CATEGORY = 1
 
@@ -37,6 +40,20 @@ def rescore(keypoints: np.ndarray, box_scores: np.ndarray, kpt_thr: float = 0.2)
     count = mask.sum(axis=1)
     mean = np.where(count > 0, (s * mask).sum(axis=1) / np.maximum(count, 1), 0.0)
     return np.asarray(box_scores, dtype=np.float64).reshape(-1) * mean
+
+
+def count_non_finite(keypoints: np.ndarray) -> int:
+    """Keypoints [N,K,3] whose x, y or score is NaN/inf."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    return int((~np.isfinite(kp).all(axis=-1)).sum()) if kp.size else 0
+
+
+def sanitize_keypoints(keypoints: np.ndarray) -> np.ndarray:
+    """A copy where each non-finite keypoint is (MISS_XY, MISS_XY, 0): a scored miss."""
+    kp = np.array(keypoints, dtype=np.float64)
+    bad = ~np.isfinite(kp).all(axis=-1)
+    kp[bad] = (MISS_XY, MISS_XY, 0.0)
+    return kp
 
 
 def box_areas_from_scale(scale: np.ndarray) -> np.ndarray:
@@ -62,9 +79,10 @@ def build_results(
     ``keypoints`` [N,K,3] are (x, y, score) in image pixels; ``areas`` [N] are the instance box
     areas used by OKS (e.g. ``box_areas_from_scale``). Instances are rescored (``rescore``),
     grouped per image and OKS-NMS'd at ``oks_thr``. Each result is ``{image_id, category_id,
-    keypoints: [x, y, s] * K flat, score}`` with plain Python numbers (JSON-ready).
+    keypoints: [x, y, s] * K flat, score}`` with plain Python numbers (JSON-ready). Non-finite
+    keypoints are written as misses (``sanitize_keypoints``) so the list is valid JSON.
     """
-    kp = np.asarray(keypoints, dtype=np.float64)
+    kp = sanitize_keypoints(keypoints)
     ids = np.asarray(image_ids).reshape(-1)
     ar = np.asarray(areas, dtype=np.float64).reshape(-1)
     n = kp.shape[0] if kp.ndim == 3 else -1
@@ -73,7 +91,7 @@ def build_results(
             f"build_results: keypoints {kp.shape}, image_ids {ids.shape}, areas {ar.shape} "
             "(expected [N,K,3], [N], [N])"
         )
-    scores = rescore(kp, box_scores, kpt_thr)
+    scores = np.nan_to_num(rescore(kp, box_scores, kpt_thr), nan=0.0, posinf=0.0, neginf=0.0)
     results: list[dict[str, Any]] = []
     uniq, inverse = np.unique(ids, return_inverse=True)
     for u, image_id in enumerate(uniq):

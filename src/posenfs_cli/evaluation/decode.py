@@ -58,8 +58,21 @@ def get_max_preds(heatmaps: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
     joint is unreliable, and keeping the location is more useful for visualisation.
     """
     t, was_tensor = _to_tensor(heatmaps)
-    coords, maxvals, _ = _max_preds(t)
+    coords, maxvals, flat = _max_preds(t)
+    coords, maxvals = _mark_non_finite(coords, maxvals, flat)
     return _back(coords, was_tensor), _back(maxvals, was_tensor)
+
+
+def _mark_non_finite(
+    coords: torch.Tensor, maxvals: torch.Tensor, flat: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """NaN coords and score for channels holding NaN/inf, so a broken output cannot pass for a
+    confident joint at (0, 0): metrics count it as a miss and writers can flag it."""
+    bad = ~torch.isfinite(flat).all(dim=2)
+    if not bool(bad.any()):
+        return coords, maxvals
+    nan = float("nan")
+    return coords.masked_fill(bad.unsqueeze(-1), nan), maxvals.masked_fill(bad, nan)
 
 
 def decode_heatmaps(heatmaps: ArrayLike, shift: bool = True) -> tuple[ArrayLike, ArrayLike]:
@@ -67,7 +80,8 @@ def decode_heatmaps(heatmaps: ArrayLike, shift: bool = True) -> tuple[ArrayLike,
 
     The step approximates the sub-pixel peak (the argmax is off by up to half a pixel). It is
     taken per axis only where both neighbours on that axis exist, so a peak on the border never
-    moves outward; equal neighbours give no step. Score = peak value. Returns (coords [N,K,2]
+    moves outward; equal neighbours give no step. Score = peak value; a channel with any NaN/inf
+    value decodes to NaN coords and a NaN score. Returns (coords [N,K,2]
     in heatmap pixels, scores [N,K]).
     """
     t, was_tensor = _to_tensor(heatmaps)
@@ -89,6 +103,7 @@ def decode_heatmaps(heatmaps: ArrayLike, shift: bool = True) -> tuple[ArrayLike,
             dim=-1,
         )
         coords = coords + 0.25 * step.to(coords.dtype)
+    coords, maxvals = _mark_non_finite(coords, maxvals, flat)
     return _back(coords, was_tensor), _back(maxvals, was_tensor)
 
 

@@ -18,7 +18,12 @@ from torch import nn
 
 from posenfs_cli.data.keypoints import KeypointLayout
 from posenfs_cli.engine.loss import pose_loss
-from posenfs_cli.evaluation.coco_eval import box_areas_from_scale, build_results, evaluate_coco
+from posenfs_cli.evaluation.coco_eval import (
+    box_areas_from_scale,
+    build_results,
+    count_non_finite,
+    evaluate_coco,
+)
 from posenfs_cli.evaluation.decode import decode_heatmaps, flip_test, heatmap_to_image_coords
 from posenfs_cli.evaluation.pckh import compute_pckh, pckh_table_rows
 
@@ -138,7 +143,8 @@ def score(
     oks_thr: float = 0.9,
 ) -> dict[str, Any]:
     """Metrics dict. MPII: ``pckh`` (Mean@0.5), ``pckh@0.1``, per-column values;
-    COCO: ``ap`` and the other nine COCOeval stats. ``main`` names the headline metric."""
+    COCO: ``ap`` and the other nine COCOeval stats over every image of ``dataset``. ``main``
+    names the headline metric; ``non_finite_keypoints`` counts NaN/inf predictions (misses)."""
     out: dict[str, Any] = {}
     if preds.loss is not None:
         out["val_loss"] = preds.loss
@@ -151,6 +157,7 @@ def score(
         out.update(
             {"main": "pckh", "pckh": res.mean, "pckh@0.1": res.mean_at(0.1), "pckh_columns": rows}
         )
+        out["non_finite_keypoints"] = res.non_finite
         return out
     coco = getattr(dataset, "coco", None)
     if coco is not None:
@@ -164,7 +171,13 @@ def score(
             oks_thr=oks_thr,
             sigmas=layout.sigmas,
         )
-        stats = evaluate_coco(coco, results, image_ids=sorted(set(preds.meta["image_id"].tolist())))
+        # Every GT image of the split counts (HRNet, mmpose): an image where the detector found
+        # nobody keeps its people as misses instead of leaving the ground truth.
+        image_ids = getattr(dataset, "image_ids", None)
+        if image_ids is None:
+            image_ids = sorted(set(preds.meta["image_id"].tolist()))
+        stats = evaluate_coco(coco, results, image_ids=image_ids)
         out.update({"main": "ap", **{k.lower(): v for k, v in stats.items()}})
+        out["non_finite_keypoints"] = count_non_finite(kpts)
         out["coco_results"] = results
     return out

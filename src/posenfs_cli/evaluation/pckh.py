@@ -53,6 +53,7 @@ class PCKhResult:
     joint_count: np.ndarray
     normalized_errors: np.ndarray
     columns: dict[str, float] = field(default_factory=dict)
+    non_finite: int = 0  # labelled joints whose prediction was NaN/inf (scored as misses)
 
     @property
     def mean(self) -> float:
@@ -101,7 +102,8 @@ def compute_pckh(
 ) -> PCKhResult:
     """PCKh of ``pred`` [N,16,2] against ``gt`` [N,16,2] (same pixel frame, MPII order).
 
-    ``visible`` [N,16] marks labelled GT joints; ``headboxes`` [N,4] is [x1, y1, x2, y2].
+    ``visible`` [N,16] marks labelled GT joints; ``headboxes`` [N,4] is [x1, y1, x2, y2]. A
+    non-finite prediction of a labelled joint counts as wrong (``non_finite`` says how many).
     Columns use ``thresholds[0]``; each further threshold adds a ``Mean@t`` column, and
     ``hrnet_compatible`` adds "Mean@0.11 (HRNet-compatible)", the number HRNet prints as
     "Mean@0.1".
@@ -136,8 +138,11 @@ def compute_pckh(
             f"(first at index {int(np.flatnonzero(bad)[0])}); PCKh cannot be normalised"
         )
     dist = np.linalg.norm(pred - gt, axis=2)
+    # A labelled joint without a finite prediction is wrong (as in the official code), never
+    # unlabelled: +inf error keeps it in the count and outside every threshold.
+    broken = vis & ~np.isfinite(dist)
     with np.errstate(invalid="ignore", divide="ignore"):
-        norm_err = np.where(vis, dist / headsize[:, None], np.nan)
+        norm_err = np.where(vis, np.where(broken, np.inf, dist / headsize[:, None]), np.nan)
 
     thresholds = tuple(float(t) for t in thresholds)
     per_joint = np.stack([_per_joint(norm_err, t) for t in thresholds])
@@ -156,6 +161,7 @@ def compute_pckh(
         joint_count=vis.sum(axis=0),
         normalized_errors=norm_err,
         columns=columns,
+        non_finite=int(broken.sum()),
     )
 
 
