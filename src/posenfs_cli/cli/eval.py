@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from posenfs_cli.cli.common import console, resolve_device_option, user_errors
@@ -52,6 +53,12 @@ def eval_command(
         None, "--boxes", help="COCO: person detections (results JSON) instead of GT boxes."
     ),
     box_thr: float = typer.Option(0.0, "--box-thr", help="COCO: minimum detection score."),
+    head_boxes: Path | None = typer.Option(
+        None,
+        "--head-boxes",
+        help="MPII with --ann-file: head boxes for PCKh (gt_valid.mat, or a JSON list of "
+        "[x1, y1, x2, y2] per record).",
+    ),
     batch_size: int = typer.Option(32, "--batch-size", "-b"),
     workers: int = typer.Option(2, "--workers", "-j"),
     sets: list[str] = typer.Option([], "--set", help="Override a data/eval key: key.path=value."),
@@ -65,6 +72,8 @@ def eval_command(
       posenfs eval runs/search/exp/best.safetensors
       posenfs eval best.safetensors --dataset mpii --data-root data/mpii --split valid
       posenfs eval best.safetensors --dataset coco --data-root data/coco --boxes dets.json
+      posenfs eval best.safetensors --ann-file valid.json --image-dir images \\
+        --head-boxes gt_valid.mat
     """
     _eval(
         ctx,
@@ -78,6 +87,7 @@ def eval_command(
         flip_shift,
         boxes,
         box_thr,
+        head_boxes,
         batch_size,
         workers,
         sets,
@@ -123,6 +133,7 @@ def _eval(
     flip_shift,
     boxes,
     box_thr,
+    head_boxes,
     batch_size,
     workers,
     sets,
@@ -130,45 +141,28 @@ def _eval(
     project,
     device,
 ) -> None:
-    from posenfs_cli.data.build import build_dataset, build_loader
-    from posenfs_cli.data.coco import COCODataset
+    from posenfs_cli.data.build import build_eval_dataset, build_loader
     from posenfs_cli.data.keypoints import get_layout
-    from posenfs_cli.data.mpii import MPIIDataset
     from posenfs_cli.device import select_device
     from posenfs_cli.engine.checkpoint import build_from_checkpoint, read_checkpoint
     from posenfs_cli.engine.run import new_run_dir
-    from posenfs_cli.evaluation.evaluator import predict, score
+    from posenfs_cli.evaluation.evaluator import predict, score, unreadable_count
     from posenfs_cli.evaluation.pckh import save_pred_mat
 
     dev = select_device(resolve_device_option(ctx, device))
     ckpt = read_checkpoint(checkpoint)
     rec = _data_config(ckpt, dataset, data_root, split, boxes, box_thr, workers, sets)
     layout = get_layout(rec.data.keypoints)
-    if ann_file is not None:
-        if image_dir is None:
-            raise PosenfsError("--ann-file needs --image-dir")
-        common = {
-            "input_size": rec.data.input_size,
-            "sigma": rec.data.sigma,
-            "augment": rec.data.augment,
-            "train": False,
-        }
-        if rec.data.keypoints == "mpii":
-            ds = MPIIDataset.from_files(ann_file, image_dir, **common)
-        else:
-            ds = COCODataset.from_files(
-                ann_file, image_dir, detections_file=boxes, box_threshold=box_thr, **common
-            )
-    else:
-        ds = build_dataset(rec.data, "val", train=False)
-    if len(ds) == 0:
-        raise PosenfsError("the evaluation set is empty")
+    ds = build_eval_dataset(rec.data, ann_file, image_dir, head_boxes)
+    kind = layout.name if ann_file is not None else rec.data.dataset
     model, _ = build_from_checkpoint(ckpt, dev)
     loader = build_loader(ds, batch_size, shuffle=False, workers=workers, seed=0)
-    run_dir = new_run_dir(project, "eval", name)
+    for note in getattr(ds, "notes", []):
+        console.print(f"[dim]note:[/] {escape(note)}")
+    source = f"{kind}: {ann_file}" if ann_file is not None else kind
     console.print(
-        f"evaluating [bold]{checkpoint}[/] on {len(ds)} persons "
-        f"({rec.data.dataset}, flip {'on' if flip else 'off'}) on {dev}"
+        f"evaluating [bold]{escape(str(checkpoint))}[/] on {len(ds)} persons "
+        f"({escape(source)}, flip {'on' if flip else 'off'}) on {dev}"
     )
     with Progress(
         TextColumn("[bold]eval"),
@@ -190,7 +184,7 @@ def _eval(
             on_batch=lambda n: progress.advance(task, n),
         )
     # unreadable images come back as placeholders flagged valid=False (counted in any worker)
-    skipped = int((~preds.meta["valid"].astype(bool)).sum()) if len(preds) else 0
+    skipped = unreadable_count(preds, ds)
     metrics = score(
         preds, layout, ds, rec.eval.keypoint_score_threshold, rec.eval.oks_nms_threshold
     )
@@ -199,6 +193,7 @@ def _eval(
             "no metric for this data: PCKh needs MPII head boxes (annot/gt_valid.mat or a "
             "per-record headbox), COCO AP needs a COCO annotation file"
         )
+    run_dir = new_run_dir(project, "eval", name)  # only once there is something to write
     files = []
     if "coco_results" in metrics:
         res = run_dir / "keypoints_results.json"
@@ -210,7 +205,9 @@ def _eval(
     (run_dir / "results.md").write_text(table + "\n")
     summary = {
         "checkpoint": str(checkpoint),
-        "dataset": rec.data.dataset,
+        "dataset": kind,
+        **({"ann_file": str(ann_file), "image_dir": str(image_dir)} if ann_file else {}),
+        **({"head_boxes": str(head_boxes)} if head_boxes else {}),
         "persons": len(preds),
         "skipped_images": skipped,
         "flip": flip,
@@ -223,7 +220,17 @@ def _eval(
     if metrics["main"] == "pckh":
         console.print("(Mean@0.11 is what HRNet's code prints as 'Mean@0.1'.)", style="dim")
     if skipped:
-        console.print(f"[yellow]{skipped} unreadable image(s) skipped[/] (scored as misses)")
+        share = 100.0 * skipped / len(preds)
+        console.print(
+            f"[yellow]warning: {skipped} unreadable image(s) skipped[/] ({share:.1f}% of the "
+            "persons, scored as misses)"
+        )
+    bad = int(metrics.get("non_finite_keypoints", 0))
+    if bad:
+        console.print(
+            f"[yellow]warning: {bad} predicted keypoint(s) were not finite (NaN/inf model "
+            "output)[/]; scored as misses"
+        )
     console.print(f"[bold green]done.[/] results in [bold]{run_dir}[/]")
     for f in files:
         console.print(f"  {f}")

@@ -162,6 +162,64 @@ def build_dataset(cfg: DataConfig, split: str, train: bool) -> PoseDataset:
     )
 
 
+def build_eval_dataset(
+    cfg: DataConfig,
+    ann_file: str | Path | None = None,
+    image_dir: str | Path | None = None,
+    head_boxes: str | Path | None = None,
+) -> PoseDataset:
+    """The evaluation set: ``cfg``'s val split, or an annotation file anywhere (``ann_file`` +
+    ``image_dir``, read in the checkpoint's keypoint layout). Refuses inputs that would be
+    ignored (detections for MPII, head boxes for COCO) and, for MPII, a set without head boxes,
+    so nothing is computed before a missing input is known.
+    """
+    kind = get_layout(cfg.keypoints).name
+    dets = None if cfg.use_gt_boxes else cfg.boxes
+    if kind == "mpii" and dets:
+        raise PosenfsError(
+            "--boxes applies to COCO-style evaluation only: MPII is scored on its annotated "
+            "person positions (center/scale), so detections would be ignored"
+        )
+    if head_boxes is not None and kind != "mpii":
+        raise PosenfsError("--head-boxes applies to MPII (PCKh) evaluation only")
+    if head_boxes is not None and ann_file is None:
+        raise PosenfsError(
+            "--head-boxes goes with --ann-file (under --data-root, annot/gt_valid.mat is read)"
+        )
+    if ann_file is None:
+        if image_dir is not None:
+            raise PosenfsError("--image-dir goes with --ann-file")
+        ds = build_dataset(cfg, "val", train=False)
+    else:
+        if image_dir is None:
+            raise PosenfsError("--ann-file needs --image-dir")
+        common: dict[str, Any] = {
+            "input_size": _check_input_size(cfg),
+            "sigma": cfg.sigma,
+            "augment": cfg.augment,
+            "train": False,
+        }
+        if kind == "mpii":
+            ds = MPIIDataset.from_files(ann_file, image_dir, head_boxes, **common)
+        else:
+            ds = COCODataset.from_files(
+                ann_file, image_dir, detections_file=dets, box_threshold=cfg.box_threshold, **common
+            )
+    if isinstance(ds, MPIIDataset) and len(ds) and ds.headboxes is None:
+        raise PosenfsError(
+            f"{ds.name} has no head boxes, which PCKh needs: pass --head-boxes gt_valid.mat "
+            "(or a JSON list of [x1, y1, x2, y2]), or give records a 'headbox'"
+        )
+    if len(ds) == 0:
+        if isinstance(ds, COCODataset) and ds.uses_detections:
+            raise PosenfsError(
+                f"the evaluation set is empty: no person detection with score >= "
+                f"{cfg.box_threshold} falls on an image of {ds.name}"
+            )
+        raise PosenfsError(f"the evaluation set is empty ({ds.name} has no person records)")
+    return ds
+
+
 def worker_init_fn(worker_id: int) -> None:
     """Per-worker setup: seed numpy/random from torch's worker seed.
 
@@ -211,6 +269,7 @@ def build_loader(
 __all__ = [
     "DATASETS",
     "build_dataset",
+    "build_eval_dataset",
     "build_loader",
     "dataset_layout",
     "synthetic_split",

@@ -337,6 +337,8 @@ class COCODataset(PoseDataset):
         """From an explicit annotation JSON and image folder (any layout)."""
         coco = load_coco(ann_file)
         expect_file(Path(image_dir), "COCO image folder", LAYOUT_HINT)
+        if not Path(image_dir).is_dir():
+            raise PosenfsError(f"COCO image folder {image_dir} is a file, not a folder")
         dets = None
         if detections_file is not None:
             from posenfs_cli.evaluation.coco_eval import load_detections

@@ -187,6 +187,27 @@ def load_headboxes_mat(path: Path) -> np.ndarray:
     return np.concatenate([hb[0].T, hb[1].T], axis=1) - 1.0
 
 
+def load_headboxes(path: str | Path) -> np.ndarray:
+    """Head boxes [N, 4] (0-based x1 y1 x2 y2) from ``gt_valid.mat`` or a JSON file.
+
+    The JSON form is a list with one ``[x1, y1, x2, y2]`` per record (1-based pixels, as the
+    MPII annotations), or an object holding that list under ``headboxes``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise PosenfsError(f"head-box file not found: {p} (give gt_valid.mat or a JSON list)")
+    if p.suffix.lower() != ".json":
+        return load_headboxes_mat(p)
+    data = read_json(p)
+    if isinstance(data, dict):
+        data = data.get("headboxes")
+    if not isinstance(data, list):
+        raise PosenfsError(
+            f"{p}: expected a JSON list of [x1, y1, x2, y2] head boxes (or {{'headboxes': [...]}})"
+        )
+    return stack_field(data, (4,), str(p), "headbox", "[x1, y1, x2, y2]") - 1.0
+
+
 class MPIIDataset(PoseDataset):
     """MPII-layout person crops. ``headboxes`` is None when no head box is known at all."""
 
@@ -208,8 +229,8 @@ class MPIIDataset(PoseDataset):
         if headboxes is not None:
             if len(headboxes) != len(records):
                 raise PosenfsError(
-                    f"{ann_name}: {len(records)} records but {len(headboxes)} head boxes in "
-                    "gt_valid.mat (they must be index-aligned)"
+                    f"{ann_name}: {len(records)} records but {len(headboxes)} head boxes "
+                    "(the head-box file must be index-aligned with the records)"
                 )
             records.headboxes = np.asarray(headboxes, dtype=np.float32)
             has_any = True
@@ -228,7 +249,9 @@ class MPIIDataset(PoseDataset):
         ann = Path(ann_file)
         expect_file(ann, "MPII annotation file", LAYOUT_HINT)
         expect_file(Path(image_dir), "MPII image folder", LAYOUT_HINT)
-        hb = load_headboxes_mat(Path(headbox_file)) if headbox_file is not None else None
+        if not Path(image_dir).is_dir():
+            raise PosenfsError(f"MPII image folder {image_dir} is a file, not a folder")
+        hb = load_headboxes(headbox_file) if headbox_file is not None else None
         return cls(
             read_json(ann),
             FileImageSource(str(image_dir)),
@@ -284,6 +307,7 @@ def mpii_paths(root: str | Path, split: str) -> tuple[Path, Path]:
 __all__ = [
     "LAYOUT_HINT",
     "MPIIDataset",
+    "load_headboxes",
     "load_headboxes_mat",
     "mpii_paths",
     "parse_mpii_records",

@@ -18,6 +18,7 @@ from torch import nn
 
 from posenfs_cli.data.keypoints import KeypointLayout
 from posenfs_cli.engine.loss import pose_loss
+from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.coco_eval import (
     box_areas_from_scale,
     build_results,
@@ -128,6 +129,27 @@ def predict(
         {k: np.concatenate(v) for k, v in meta.items()},
         loss_sum / n_loss if n_loss else None,
     )
+
+
+def unreadable_count(preds: Predictions, dataset: Any = None) -> int:
+    """Persons whose image could not be read (placeholders flagged ``valid`` False).
+
+    Raises when no person could be scored at all: a table of zeros would look like a result.
+    """
+    if not len(preds) or "valid" not in preds.meta:
+        return 0
+    skipped = int((~preds.meta["valid"].astype(bool)).sum())
+    if skipped == len(preds):
+        missing = list(getattr(dataset, "missing_images", []) or [])
+        source = getattr(dataset, "source", None)
+        first = ""
+        if missing and source is not None:
+            first = f" (e.g. {source.describe(missing[0])} does not exist)"
+        raise PosenfsError(
+            f"none of the images of the {len(preds)} person(s) could be read{first}; "
+            "nothing was scored: check --image-dir / --data-root"
+        )
+    return skipped
 
 
 def uses_pckh(layout: KeypointLayout, preds: Predictions) -> bool:
