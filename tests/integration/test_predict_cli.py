@@ -39,7 +39,7 @@ def check_instances(records: object, num_joints: int = 17) -> None:
     """DESIGN §10 schema of one image's prediction list."""
     assert isinstance(records, list)
     for r in records:
-        assert set(r) == {"bbox", "bbox_score", "keypoints", "keypoint_scores"}
+        assert set(r) - {"image_id"} == {"bbox", "bbox_score", "keypoints", "keypoint_scores"}
         x1, y1, x2, y2 = r["bbox"]
         assert x1 <= x2 and y1 <= y2
         assert isinstance(r["bbox_score"], float)

@@ -14,8 +14,14 @@ from torch import nn
 from posenfs_cli.data.affine import affine_points, box_to_center_scale, get_affine_transform
 from posenfs_cli.data.keypoints import MPII, KeypointLayout
 from posenfs_cli.errors import PosenfsError
-from posenfs_cli.inference.detectors import BoxesFile, HOGDetector, WholeImage, hog_available
-from posenfs_cli.inference.predictor import Predictor
+from posenfs_cli.inference.detectors import (
+    BoxesFile,
+    HOGDetector,
+    WholeImage,
+    clip_boxes,
+    hog_available,
+)
+from posenfs_cli.inference.predictor import Instance, Predictor
 from posenfs_cli.inference.sources import Frame, open_source
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -192,7 +198,7 @@ def test_boxes_file_matches_coco_names_and_mapping(tmp_path):
     path = tmp_path / "dets.json"
     path.write_text(json.dumps(dets))
     src = BoxesFile(path, score_thr=0.3, mapping={"holiday.png": 7})
-    img = np.zeros((10, 10, 3), np.uint8)
+    img = np.zeros((100, 100, 3), np.uint8)  # holds every box (outside ones are clipped)
     b, s = src.boxes(img, Frame(0, "x", img, tmp_path / "000000000785.jpg"))
     np.testing.assert_allclose(b, [[10, 20, 40, 60]])
     np.testing.assert_allclose(s, [0.9])
@@ -204,6 +210,47 @@ def test_boxes_file_matches_coco_names_and_mapping(tmp_path):
     path.write_text(json.dumps({"not": "a list"}))
     with pytest.raises(PosenfsError, match="dets.json"):
         BoxesFile(path)
+
+
+def test_boxes_file_clips_to_the_image_and_drops_empty_boxes(tmp_path):
+    dets = [
+        {"image_id": 785, "category_id": 1, "bbox": [-10, 5, 30, 1e12], "score": 0.9},
+        {"image_id": 785, "category_id": 1, "bbox": [200, 5, 10, 10], "score": 0.8},
+        {"image_id": 785, "category_id": 1, "bbox": [5, 5, 0, 10], "score": 0.7},
+        {"image_id": 785, "category_id": 1, "bbox": [5, 5, 10, 10], "score": 0.6},
+    ]
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(dets))
+    src = BoxesFile(path)
+    img = np.zeros((50, 100, 3), np.uint8)
+    b, s = src.boxes(img, Frame(0, "x", img, tmp_path / "000000000785.jpg"))
+    # first box clipped to x 0..20, y 5..50; the outside and the zero-width one dropped
+    np.testing.assert_allclose(b, [[0, 5, 20, 50], [5, 5, 15, 15]])
+    np.testing.assert_allclose(s, [0.9, 0.6])
+    assert (src.clipped, src.dropped, src.matched_frames) == (1, 2, 1)
+
+
+def test_clip_boxes_counts_only_changed_kept_boxes():
+    boxes, keep, changed = clip_boxes(np.array([[1, 1, 5, 5], [-3, 0, 4, 4], [7, 7, 7, 9]]), 6, 6)
+    np.testing.assert_allclose(boxes[0], [1, 1, 5, 5])
+    np.testing.assert_allclose(boxes[1], [0, 0, 4, 4])
+    assert keep.tolist() == [True, True, False] and changed == 1
+
+
+def test_instance_json_is_valid_with_nan_and_carries_image_id():
+    inst = Instance(
+        np.array([0.0, 0.0, 10.0, 10.0]),
+        0.9,
+        np.array([[1.0, np.nan], [2.0, 3.0]]),
+        np.array([np.inf, 0.5]),
+        image_id=785,
+    )
+    text = json.dumps(inst.to_dict(), allow_nan=False)  # raises on a bare NaN
+    back = json.loads(text)
+    assert back["image_id"] == 785
+    assert back["keypoints"] == [[1.0, None], [2.0, 3.0]]
+    assert back["keypoint_scores"] == [None, 0.5]
+    assert inst.non_finite == 1
 
 
 def test_whole_image_box():

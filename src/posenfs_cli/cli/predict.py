@@ -7,6 +7,7 @@ crops is full, so folders and videos share forward passes across images.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -47,6 +49,7 @@ class Options:
     out: Path | None
     device: str
     max_frames: int | None
+    coco_results: Path | None = None
 
 
 @dataclass
@@ -57,6 +60,9 @@ class Tally:
     json_files: int = 0
     overlays: int = 0
     interrupted: bool = False
+    max_score: float = float("-inf")  # highest finite keypoint score seen
+    non_finite: int = 0  # keypoints written as null (NaN/inf model output)
+    instances: list[Any] = field(default_factory=list)  # kept for --coco-results
 
 
 def _unique_stem(path: Path | None, name: str, used: set[str]) -> str:
@@ -84,6 +90,13 @@ def _box_source(opts: Options):
         raise PosenfsError(f"{' and '.join(given)} exclude each other: choose one box source")
     if opts.image_ids is not None and opts.boxes is None:
         raise PosenfsError("--image-ids only applies with --boxes")
+    if opts.coco_results is not None:
+        if opts.boxes is None:
+            raise PosenfsError(
+                "--coco-results needs --boxes: COCO results name each person's image_id"
+            )
+        if opts.coco_results.is_dir():
+            raise PosenfsError(f"--coco-results {opts.coco_results} is a folder; give a file")
     if opts.boxes is not None:
         return BoxesFile(opts.boxes, opts.box_thr, opts.image_ids)
     if opts.detector is not None:
@@ -132,13 +145,19 @@ def predict_command(
     max_frames: int | None = typer.Option(
         None, "--max-frames", help="Stop after N images/frames (videos, webcams, folders)."
     ),
+    coco_results: Path | None = typer.Option(
+        None,
+        "--coco-results",
+        help="With --boxes: also write one COCO keypoint-results JSON for all inputs "
+        "(rescored and OKS-NMS'd as `posenfs eval` does; pycocotools reads it).",
+    ),
 ) -> None:
     """Predict keypoints of every person and write one JSON per image (a single JSON for a
     video), optionally with overlays.
 
     Each JSON is a list of {bbox: x1 y1 x2 y2, bbox_score, keypoints: K pairs x y,
-    keypoint_scores: K floats} in original image pixels; a video gets one list of
-    {frame_id, instances}.
+    keypoint_scores: K floats} in original image pixels (plus image_id with --boxes; NaN/inf
+    model output is written as null); a video gets one list of {frame_id, instances}.
 
     Examples:
       posenfs predict photo.jpg -c best.safetensors --detector hog --overlay
@@ -161,6 +180,7 @@ def predict_command(
         out,
         resolve_device_option(ctx, device),
         max_frames,
+        coco_results,
     )
     _predict(opts)
 
@@ -203,6 +223,9 @@ def _predict(opts: Options) -> None:
             [f.image for f, _, _ in buffer], [b for _, b, _ in buffer], [s for _, _, s in buffer]
         )
         for (frame, _, _), instances in zip(buffer, results, strict=True):
+            if isinstance(box_source, BoxesFile):
+                for inst in instances:
+                    inst.image_id = box_source.image_id(frame)
             writer.write(frame, instances)
         buffer.clear()
 
@@ -242,11 +265,29 @@ def _predict(opts: Options) -> None:
             writer.close()
     elapsed = time.perf_counter() - t0
     if tally.frames == 0:
+        with contextlib.suppress(OSError):
+            out_dir.rmdir()  # only if empty: leave no empty run folder behind
         raise PosenfsError(
             f"no readable {unit} in {opts.src} ({len(tally.skipped)} skipped: "
             f"{tally.skipped[0] if tally.skipped else 'empty'})"
         )
-    _summary(opts, source, box_source.name, tally, out_dir, elapsed, writer.files)
+    if opts.coco_results is not None:
+        from posenfs_cli.inference.predictor import coco_results
+
+        writer.files.append(
+            _write_json(opts.coco_results, coco_results(tally.instances, predictor))
+        )
+    _summary(opts, source, box_source, tally, out_dir, elapsed, writer.files)
+
+
+def _write_json(path: Path, data: Any) -> Path:
+    """Valid JSON (no bare NaN), written to a temporary name first: never half a file."""
+    text = json.dumps(data, allow_nan=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
 
 
 class _Writer:
@@ -266,6 +307,14 @@ class _Writer:
     def write(self, frame: Any, instances: list[Any]) -> None:
         self.tally.frames += 1
         self.tally.persons += len(instances)
+        for inst in instances:
+            self.tally.non_finite += inst.non_finite
+            finite = np.asarray(inst.keypoint_scores, np.float64)
+            finite = finite[np.isfinite(finite)]
+            if finite.size:
+                self.tally.max_score = max(self.tally.max_score, float(finite.max()))
+        if self.opts.coco_results is not None:
+            self.tally.instances.extend(instances)
         records = [inst.to_dict() for inst in instances]
         if self.source.is_stream:
             self.frames.append({"frame_id": frame.index, "instances": records})
@@ -276,7 +325,7 @@ class _Writer:
             return
         stem = _unique_stem(frame.path, frame.name, self.used)
         path = self.out_dir / f"{stem}.json"
-        path.write_text(json.dumps(records))
+        _write_json(path, records)
         self.tally.json_files += 1
         if self.opts.overlay:
             img = draw_instances(frame.image, instances, self.layout, self.opts.kpt_thr)
@@ -303,7 +352,7 @@ class _Writer:
             self.tally.overlays = 1
         if self.source.is_stream and self.tally.frames:
             path = self.out_dir / f"{self.source.name}.json"
-            path.write_text(json.dumps(self.frames))
+            _write_json(path, self.frames)
             self.tally.json_files = 1
             self.files.insert(0, path)
 
@@ -311,30 +360,73 @@ class _Writer:
 def _summary(
     opts: Options,
     source: Any,
-    boxes_from: str,
+    box_source: Any,
     tally: Tally,
     out_dir: Path,
     elapsed: float,
     files: list[Path],
 ) -> None:
+    from posenfs_cli.inference.detectors import BoxesFile
+
     unit = "frames" if source.is_stream else "images"
     rate = tally.persons / elapsed if elapsed > 0 else 0.0
     flip = "flip test on" if opts.flip else "flip test off"
     console.print(
         f"[green]done[/] {tally.frames} {unit}, [bold]{tally.persons}[/] persons "
-        f"(boxes: {boxes_from}; {flip}) in {elapsed:.1f} s ({rate:.1f} persons/s)"
+        f"(boxes: {box_source.name}; {flip}) in {elapsed:.1f} s ({rate:.1f} persons/s)"
         + ("  [yellow]interrupted[/]" if tally.interrupted else "")
     )
+    for line in _warnings(opts, source, box_source, tally, unit, BoxesFile):
+        console.print(f"[yellow]warning:[/] {escape(line)}")
     if tally.skipped:
         console.print(f"[yellow]skipped {len(tally.skipped)} unreadable {unit}[/]:")
         for reason in tally.skipped[:10]:
-            console.print(f"  {reason}")
+            console.print(f"  {escape(reason)}")
     what = f"{tally.json_files} JSON"
     if opts.overlay:
         what += f", {tally.overlays} overlay{'s' if tally.overlays != 1 else ''}"
-    console.print(f"outputs: {out_dir}/ ({what})")
+    console.print(f"outputs: {escape(str(out_dir))}/ ({what})")
     for f in files:
-        console.print(f"  {f}")
+        console.print(f"  {escape(str(f))}")
+
+
+def _warnings(opts, source, box_source, tally, unit, boxes_file_cls) -> list[str]:
+    """What the user should know about the run (one line each)."""
+    out = []
+    videos = getattr(source, "videos", [])
+    if videos:
+        names = ", ".join(p.name for p in videos[:5]) + (" ..." if len(videos) > 5 else "")
+        out.append(
+            f"{len(videos)} video file(s) in the folder were not processed ({names}); "
+            "give each video as SRC to get its keypoints"
+        )
+    if isinstance(box_source, boxes_file_cls):
+        if tally.frames and box_source.matched_frames == 0:
+            out.append(
+                f"no detection in {box_source.path} matches any of the {tally.frames} {unit} "
+                "(image_id from the COCO file name or --image-ids): 0 persons"
+            )
+        elif box_source.matched_frames < tally.frames:
+            out.append(
+                f"{tally.frames - box_source.matched_frames} of {tally.frames} {unit} have no "
+                f"detection in {box_source.path}"
+            )
+        if box_source.clipped:
+            out.append(f"{box_source.clipped} box(es) reached outside their image: clipped")
+        if box_source.dropped:
+            out.append(f"{box_source.dropped} box(es) of zero size or outside their image: skipped")
+    if tally.non_finite:
+        out.append(
+            f"{tally.non_finite} keypoint(s) were not finite (NaN/inf model output; broken "
+            "weights?): written as null"
+        )
+    if opts.overlay and tally.persons and tally.max_score < opts.kpt_thr:
+        best = f"{tally.max_score:.3f}" if np.isfinite(tally.max_score) else "none finite"
+        out.append(
+            f"no keypoint reached --kpt-thr {opts.kpt_thr:g} (highest score {best}): the "
+            "overlays show no skeleton; lower --kpt-thr to see them"
+        )
+    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -33,6 +33,21 @@ def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
 
 
+def clip_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Clip xyxy boxes to the image: (clipped boxes, keep mask, how many were changed).
+
+    A box with no area left inside the image (zero/negative size, or entirely outside) is not
+    kept: it has no person to crop, and a huge box would otherwise overflow the drawing code.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    c = b.copy()
+    c[:, [0, 2]] = c[:, [0, 2]].clip(0.0, float(width))
+    c[:, [1, 3]] = c[:, [1, 3]].clip(0.0, float(height))
+    keep = (c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])
+    changed = int((keep & (c != b).any(axis=1)).sum())
+    return c, keep, changed
+
+
 class BoxSource(Protocol):
     """Anything that gives person boxes for a frame."""
 
@@ -105,6 +120,12 @@ class BoxesFile:
             order = np.argsort(-scores, kind="stable")
             self._by_id[image_id] = xywh_to_xyxy(xywh[order]), scores[order]
         self.num_boxes = len(dets)
+        self.matched_frames = 0  # frames whose image_id has boxes in the file
+        self.clipped = 0  # boxes clipped to their image
+        self.dropped = 0  # boxes with no area inside their image (zero size or outside)
+
+    def has(self, image_id: int) -> bool:
+        return image_id in self._by_id
 
     def image_id(self, frame: Frame) -> int:
         """The image_id for a frame; raises with a how-to-fix line when a file cannot be matched."""
@@ -123,10 +144,16 @@ class BoxesFile:
             ) from None
 
     def boxes(self, image_bgr: np.ndarray, frame: Frame) -> Boxes:
+        """The frame's boxes clipped to the image; empty or outside ones dropped (counted)."""
         found = self._by_id.get(self.image_id(frame))
         if found is None:
             return _empty()
-        return found[0].copy(), found[1].copy()
+        self.matched_frames += 1
+        h, w = image_bgr.shape[:2]
+        boxes, keep, changed = clip_boxes(found[0], w, h)
+        self.clipped += changed
+        self.dropped += int((~keep).sum())
+        return boxes[keep], found[1][keep].copy()
 
 
 def hog_available() -> bool:
@@ -218,6 +245,7 @@ __all__ = [
     "WholeImage",
     "hog_available",
     "load_image_id_mapping",
+    "clip_boxes",
     "make_detector",
     "xywh_to_xyxy",
 ]

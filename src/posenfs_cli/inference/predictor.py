@@ -9,6 +9,7 @@ it scores in ``posenfs eval``. Crops of many boxes and many images share forward
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,23 +29,47 @@ from posenfs_cli.profiling import ChannelsLast, use_channels_last
 BOX_PADDING = 1.25
 
 
+def _num(v: Any, digits: int) -> float | None:
+    """A rounded float, or None for NaN/inf (JSON has no NaN; readers choke on a bare NaN)."""
+    f = float(v)
+    return round(f, digits) if math.isfinite(f) else None
+
+
 @dataclass
 class Instance:
-    """One person: box (xyxy, image px), its score, keypoints [K, 2] in image px, scores [K]."""
+    """One person: box (xyxy, image px), its score, keypoints [K, 2] in image px, scores [K].
+
+    ``crop_area`` is the area of the padded crop box (what COCO rescoring/OKS-NMS use) and
+    ``image_id`` the COCO image id when the box source knows it.
+    """
 
     bbox: np.ndarray
     bbox_score: float
     keypoints: np.ndarray
     keypoint_scores: np.ndarray
+    crop_area: float = 0.0
+    image_id: int | None = None
+
+    @property
+    def non_finite(self) -> int:
+        """Keypoints whose position or score is NaN/inf (written as null)."""
+        kp = np.concatenate(
+            [np.asarray(self.keypoints, np.float64), np.asarray(self.keypoint_scores)[:, None]], 1
+        )
+        return int((~np.isfinite(kp).all(axis=1)).sum())
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON record of DESIGN §10 (plain Python floats)."""
-        return {
-            "bbox": [round(float(v), 2) for v in self.bbox],
-            "bbox_score": round(float(self.bbox_score), 5),
-            "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints],
-            "keypoint_scores": [round(float(s), 5) for s in self.keypoint_scores],
-        }
+        """The JSON record (plain Python floats; NaN/inf become null; ``image_id`` if known)."""
+        out: dict[str, Any] = {} if self.image_id is None else {"image_id": int(self.image_id)}
+        out.update(
+            {
+                "bbox": [_num(v, 2) for v in self.bbox],
+                "bbox_score": _num(self.bbox_score, 5),
+                "keypoints": [[_num(x, 2), _num(y, 2)] for x, y in self.keypoints],
+                "keypoint_scores": [_num(s, 5) for s in self.keypoint_scores],
+            }
+        )
+        return out
 
 
 @dataclass
@@ -97,6 +122,8 @@ class Predictor:
         self.flip_shift = flip_shift
         self.batch_size = int(batch_size)
         self.input_format = input_format
+        self.keypoint_score_threshold = 0.2
+        self.oks_nms_threshold = 0.9
         model = model.to(self.device).eval()
         self.model: nn.Module = (
             ChannelsLast(model) if use_channels_last(self.device, channels_last) else model
@@ -113,13 +140,17 @@ class Predictor:
 
         model, ckpt = build_from_checkpoint(path, device)
         kwargs.setdefault("input_format", ckpt.metadata.get("input_format", "rgb"))
-        return cls(
+        predictor = cls(
             model,
             get_layout(ckpt.recipe.data.keypoints),
             list(ckpt.recipe.data.input_size),
             device,
             **kwargs,
         )
+        # the checkpoint's COCO rescoring settings, so --coco-results scores as `eval` does
+        predictor.keypoint_score_threshold = float(ckpt.recipe.eval.keypoint_score_threshold)
+        predictor.oks_nms_threshold = float(ckpt.recipe.eval.oks_nms_threshold)
+        return predictor
 
     @property
     def aspect_ratio(self) -> float:
@@ -195,8 +226,9 @@ class Predictor:
             all_scores = np.concatenate([np.asarray(s, np.float64).reshape(-1) for s in box_scores])
             if all_scores.shape[0] != all_boxes.shape[0]:
                 raise ValueError("box_scores must give one score per box")
+        areas = merged.scales[:, 0] * merged.scales[:, 1] * 200.0**2
         instances = [
-            Instance(all_boxes[i], float(all_scores[i]), xy[i], scores[i])
+            Instance(all_boxes[i], float(all_scores[i]), xy[i], scores[i], float(areas[i]))
             for i in range(all_boxes.shape[0])
         ]
         out: list[list[Instance]] = []
@@ -218,4 +250,27 @@ class Predictor:
         )[0]
 
 
-__all__ = ["BOX_PADDING", "CropBatch", "Instance", "Predictor"]
+def coco_results(instances: Sequence[Instance], predictor: Predictor) -> list[dict[str, Any]]:
+    """One COCO keypoint-results list for instances with an ``image_id``: flat [x, y, s] × K,
+    category 1, rescored and OKS-NMS'd per image exactly as ``posenfs eval`` does."""
+    from posenfs_cli.evaluation.coco_eval import build_results
+
+    k = predictor.layout.num_joints
+    kept = [i for i in instances if i.image_id is not None]
+    if not kept:
+        return []
+    kpts = np.stack(
+        [np.concatenate([i.keypoints, np.asarray(i.keypoint_scores)[:, None]], 1) for i in kept]
+    ).reshape(len(kept), k, 3)
+    return build_results(
+        [i.image_id for i in kept],
+        kpts,
+        [i.bbox_score for i in kept],
+        [i.crop_area for i in kept],
+        kpt_thr=predictor.keypoint_score_threshold,
+        oks_thr=predictor.oks_nms_threshold,
+        sigmas=predictor.layout.sigmas,
+    )
+
+
+__all__ = ["BOX_PADDING", "CropBatch", "Instance", "Predictor", "coco_results"]

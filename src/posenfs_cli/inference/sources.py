@@ -93,11 +93,19 @@ class Source:
 class ImageFiles(Source):
     """A single image or the images of a folder (sorted by name, non-images ignored)."""
 
-    def __init__(self, paths: list[Path], kind: str, name: str, max_frames: int | None = None):
+    def __init__(
+        self,
+        paths: list[Path],
+        kind: str,
+        name: str,
+        max_frames: int | None = None,
+        videos: list[Path] | None = None,
+    ):
         self.paths = paths[:max_frames] if max_frames is not None else paths
         self.kind = kind
         self.name = name
         self.total = len(self.paths)
+        self.videos = list(videos or [])  # videos/gifs found in a folder, not processed
 
     def __iter__(self) -> Iterator[Frame]:
         for i, path in enumerate(self.paths):
@@ -164,14 +172,19 @@ def open_source(spec: str | Path, max_frames: int | None = None) -> Source:
             f"{path} does not exist (give an image, a folder of images, a video or webcam[:id])"
         )
     if path.is_dir():
-        images = sorted(
-            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
         if not images:
-            raise PosenfsError(
-                f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            also = (
+                f"; it has {len(videos)} video(s) (e.g. {videos[0].name}): give each video as SRC"
+                if videos
+                else ""
             )
-        return ImageFiles(images, "folder", path.resolve().name or "images", max_frames)
+            raise PosenfsError(
+                f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}){also}"
+            )
+        return ImageFiles(images, "folder", path.resolve().name or "images", max_frames, videos)
     suffix = path.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return VideoStream(str(path), "video", path.stem, max_frames)
