@@ -210,6 +210,13 @@ def build_eval_dataset(
             f"{ds.name} has no head boxes, which PCKh needs: pass --head-boxes gt_valid.mat "
             "(or a JSON list of [x1, y1, x2, y2]), or give records a 'headbox'"
         )
+    missing = getattr(ds, "missing_images", [])
+    if len(ds) and missing and len(missing) >= len(set(ds.records.images)):
+        raise PosenfsError(
+            f"none of the {len(set(ds.records.images))} image(s) of {ds.name} exist "
+            f"(e.g. {ds.source.describe(missing[0])}); nothing can be scored: check --image-dir"
+            " / --data-root"
+        )
     if len(ds) == 0:
         if isinstance(ds, COCODataset) and ds.uses_detections:
             raise PosenfsError(
