@@ -158,7 +158,7 @@ def _eval(
     model, _ = build_from_checkpoint(ckpt, dev)
     loader = build_loader(ds, batch_size, shuffle=False, workers=workers, seed=0)
     for note in getattr(ds, "notes", []):
-        console.print(f"[dim]note:[/] {escape(note)}")
+        console.print(f"[dim]note:[/] {escape(note)}", soft_wrap=True)
     source = f"{kind}: {ann_file}" if ann_file is not None else kind
     console.print(
         f"evaluating [bold]{escape(str(checkpoint))}[/] on {len(ds)} persons "
@@ -223,13 +223,15 @@ def _eval(
         share = 100.0 * skipped / len(preds)
         console.print(
             f"[yellow]warning: {skipped} unreadable image(s) skipped[/] ({share:.1f}% of the "
-            "persons, scored as misses)"
+            "persons, scored as misses)",
+            soft_wrap=True,
         )
     bad = int(metrics.get("non_finite_keypoints", 0))
     if bad:
         console.print(
             f"[yellow]warning: {bad} predicted keypoint(s) were not finite (NaN/inf model "
-            "output)[/]; scored as misses"
+            "output)[/]; scored as misses",
+            soft_wrap=True,
         )
     console.print(f"[bold green]done.[/] results in [bold]{run_dir}[/]")
     for f in files:

@@ -377,7 +377,7 @@ def _summary(
         + ("  [yellow]interrupted[/]" if tally.interrupted else "")
     )
     for line in _warnings(opts, source, box_source, tally, unit, BoxesFile):
-        console.print(f"[yellow]warning:[/] {escape(line)}")
+        console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
     if tally.skipped:
         console.print(f"[yellow]skipped {len(tally.skipped)} unreadable {unit}[/]:")
         for reason in tally.skipped[:10]:
