@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from posenfs_cli.errors import USER_ERRORS
+from posenfs_cli.errors import USER_ERRORS, user_message
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -32,8 +33,14 @@ def global_state(ctx: typer.Context | None) -> GlobalState:
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """Print ``error: message`` as one line (the message is plain text, never markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def one_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else "unknown error"
 
 
 def user_errors(func: F) -> F:
@@ -44,19 +51,12 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except USER_ERRORS as exc:
-            msg = str(exc) if not isinstance(exc, FileNotFoundError) else _fnf(exc)
-            fail(msg.splitlines()[0] if msg else type(exc).__name__)
+            fail(user_message(exc))
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _fnf(exc: FileNotFoundError) -> str:
-    if exc.filename:
-        return f"file not found: {exc.filename}"
-    return str(exc)
 
 
 def resolve_device_option(ctx: typer.Context, local: str | None) -> str:

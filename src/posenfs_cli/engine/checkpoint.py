@@ -9,7 +9,6 @@ pruning record gives what is physically absent.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from posenfs_cli import __version__
+from posenfs_cli.atomic import atomic_write
 from posenfs_cli.config import ConfigError, Recipe, recipe_from_dict
 from posenfs_cli.data.keypoints import get_layout
 from posenfs_cli.errors import PosenfsError
@@ -27,11 +27,11 @@ from posenfs_cli.nas.genotype import model_genotype, prune_specs
 META_KEYS = ("posenfs_version", "config", "genotype", "dataset", "keypoints", "input_format")
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+def atomic_save_file(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]
+) -> Path:
+    """Safetensors written atomically (see ``posenfs_cli.atomic``)."""
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -62,7 +62,7 @@ def save_checkpoint(
     }
     for k, v in (extra or {}).items():
         metadata[k] = v if isinstance(v, str) else json.dumps(v)
-    _atomic_save(state_tensors(model), p, metadata)
+    atomic_save_file(state_tensors(model), p, metadata)
     return p
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+from posenfs_cli.atomic import is_temp_name
 from posenfs_cli.config import Recipe, recipe_to_yaml
 from posenfs_cli.errors import PosenfsError
 
@@ -42,13 +44,42 @@ def check_run_dir(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_dir():
         raise PosenfsError(f"--resume {p}: no such run folder")
-    missing = [f for f in (CONFIG, TRAIN_STATE, LAST) if not (p / f).is_file()]
+    missing = [f for f in (CONFIG, TRAIN_STATE) if not (p / f).is_file()]
     if missing:
         raise PosenfsError(
             f"--resume {p}: not a resumable run folder (missing {', '.join(missing)}; "
             "it is written after the first epoch)"
         )
     return p
+
+
+def remove_stale_temps(run: str | Path) -> list[Path]:
+    """Delete temp files a killed atomic write left behind (``.NAME.tmp-PID``, ``NAME.tmp``)."""
+    removed = []
+    for folder in (Path(run), Path(run) / "genotypes"):
+        if not folder.is_dir():
+            continue
+        for f in folder.iterdir():
+            stale = is_temp_name(f.name) or f.name.endswith(".tmp")  # .tmp: older versions
+            if stale and f.is_file():
+                f.unlink(missing_ok=True)
+                removed.append(f)
+    return removed
+
+
+def parse_metrics_lines(text: str) -> list[dict[str, Any]]:
+    """Rows of ``metrics.jsonl``; a line a kill cut in half (or any non-row) is skipped."""
+    rows = []
+    for ln in text.splitlines():
+        if not ln.strip():
+            continue
+        try:
+            row = json.loads(ln)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 class RunFiles:
@@ -74,16 +105,19 @@ class RunFiles:
         p = self.path / METRICS
         if not p.exists():
             return
-        keep = [
-            ln
-            for ln in p.read_text().splitlines()
-            if ln.strip() and json.loads(ln).get("epoch", 0) <= last_epoch
-        ]
-        p.write_text("".join(ln + "\n" for ln in keep))
+        keep = [r for r in parse_metrics_lines(p.read_text()) if _epoch(r) <= last_epoch]
+        tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        os.replace(tmp, p)
 
 
 def read_metrics(run: str | Path) -> list[dict[str, Any]]:
     p = Path(run) / METRICS
     if not p.is_file():
         raise PosenfsError(f"{run}: no {METRICS} (not a run folder, or no epoch finished yet)")
-    return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+    return parse_metrics_lines(p.read_text())
+
+
+def _epoch(row: dict[str, Any]) -> int:
+    e = row.get("epoch", 0)
+    return e if isinstance(e, int) and not isinstance(e, bool) else 0

@@ -163,12 +163,9 @@ def apply_genotype(model: Any, genotype: dict[str, Any]) -> None:
 
 
 def save_genotype(path: str | Path, genotype: dict[str, Any]) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(genotype, indent=2) + "\n")
-    tmp.replace(p)
-    return p
+    from posenfs_cli.atomic import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(genotype, indent=2) + "\n")
 
 
 def load_genotype(path: str | Path) -> dict[str, Any]:
