@@ -17,6 +17,12 @@ from posenfs_cli.errors import PosenfsError, describe_os_error
 TMP_MARK = ".tmp-"
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
 
@@ -34,6 +40,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # some writers create 0600 files
         os.replace(tmp, p)
     except BaseException as exc:
         with contextlib.suppress(OSError):

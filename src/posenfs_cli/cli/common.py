@@ -6,13 +6,14 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from posenfs_cli.errors import USER_ERRORS, user_message
+from posenfs_cli.errors import USER_ERRORS, PosenfsError, user_message
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -57,6 +58,26 @@ def user_errors(func: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def check_image_out(path: Path, option: str = "--out") -> Path:
+    """Refuse an output image path OpenCV cannot write, before any work is done."""
+    if path.is_dir():
+        raise PosenfsError(f"{option} {path} is a folder; give an image file name (.png)")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise PosenfsError(
+            f"{option} {path}: the file name must end in {', '.join(IMAGE_SUFFIXES)}"
+        )
+    return path
+
+
+def check_folder_out(path: Path, option: str = "--out") -> Path:
+    if path.exists() and not path.is_dir():
+        raise PosenfsError(f"{option} {path} is a file; give a folder")
+    return path
 
 
 def resolve_device_option(ctx: typer.Context, local: str | None) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
-from posenfs_cli.atomic import is_temp_name
+from posenfs_cli.atomic import atomic_write_text, is_temp_name
 from posenfs_cli.config import Recipe, recipe_to_yaml
 from posenfs_cli.errors import PosenfsError
 
@@ -20,15 +21,24 @@ CONFIG = "config.yaml"
 LOG = "log.txt"
 
 
-def new_run_dir(
+def pick_run_dir(
     project: str | Path, command: str, name: str | None, exist_ok: bool = False
 ) -> Path:
-    """``project/command/name``, auto-incremented (exp, exp2, exp3 ...) unless ``exist_ok``."""
+    """``project/command/name``, auto-incremented (exp, exp2, exp3 ...) unless ``exist_ok``.
+
+    Creates nothing: the folder appears only once the run has validated its inputs.
+    """
     base = Path(project) / command
     stem = name or "exp"
+    if not stem.strip() or stem.strip("/") in (".", "..", ""):
+        raise PosenfsError(f"--name {stem!r} is not a usable folder name")
+    for parent in (Path(project), base):
+        if parent.exists() and not parent.is_dir():
+            raise PosenfsError(f"{parent} is a file, not a folder (given as --project)")
     path = base / stem
     if exist_ok or not path.exists():
-        path.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not path.is_dir():
+            raise PosenfsError(f"{path} is a file, not a run folder")
         return path
     m = re.fullmatch(r"(.*?)(\d+)", stem)
     root, n = (m.group(1), int(m.group(2))) if m and name is None else (stem, 1)
@@ -36,8 +46,16 @@ def new_run_dir(
         n += 1
         path = base / f"{root}{n}"
         if not path.exists():
-            path.mkdir(parents=True)
             return path
+
+
+def new_run_dir(
+    project: str | Path, command: str, name: str | None, exist_ok: bool = False
+) -> Path:
+    """``pick_run_dir`` and create it."""
+    path = pick_run_dir(project, command, name, exist_ok)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def check_run_dir(path: str | Path) -> Path:
@@ -67,6 +85,26 @@ def remove_stale_temps(run: str | Path) -> list[Path]:
     return removed
 
 
+def clear_run_outputs(run: Path) -> list[str]:
+    """Delete a previous run's results from a folder reused with ``--exist-ok``.
+
+    Only files a run writes are removed (not anything else the user keeps there), so the new
+    run's metrics, checkpoints and genotypes are never mixed with the old run's.
+    """
+    removed = []
+    for name in (METRICS, LOG, LAST, BEST, TRAIN_STATE, CONFIG):
+        if (run / name).is_file():
+            (run / name).unlink()
+            removed.append(name)
+    geno = run / "genotypes"
+    if geno.is_dir():
+        for f in sorted(geno.glob("epoch_*.json")):
+            f.unlink()
+            removed.append(f"genotypes/{f.name}")
+    removed += [str(f.relative_to(run)) for f in remove_stale_temps(run)]
+    return removed
+
+
 def parse_metrics_lines(text: str) -> list[dict[str, Any]]:
     """Rows of ``metrics.jsonl``; a line a kill cut in half (or any non-row) is skipped."""
     rows = []
@@ -87,10 +125,23 @@ class RunFiles:
 
     def __init__(self, path: Path):
         self.path = path
-        (path / "genotypes").mkdir(parents=True, exist_ok=True)
+
+    def start(self, recipe: Recipe) -> list[str]:
+        """Create the folder (or empty a reused one) and write the config; returns what was
+        removed from a reused folder. A failure removes a folder this call created."""
+        created = not self.path.exists()
+        try:
+            (self.path / "genotypes").mkdir(parents=True, exist_ok=True)
+            removed = clear_run_outputs(self.path)
+            self.write_config(recipe)
+        except BaseException:
+            if created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
+        return removed
 
     def write_config(self, recipe: Recipe) -> None:
-        (self.path / CONFIG).write_text(recipe_to_yaml(recipe))
+        atomic_write_text(self.path / CONFIG, recipe_to_yaml(recipe))
 
     def log(self, line: str) -> None:
         with open(self.path / LOG, "a") as f:

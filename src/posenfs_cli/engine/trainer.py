@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -38,7 +39,7 @@ from rich.progress import (
 from torch import nn
 from torch.utils.data import DistributedSampler, Subset
 
-from posenfs_cli.config import Recipe
+from posenfs_cli.config import Recipe, validate_recipe
 from posenfs_cli.data.build import build_dataset, build_loader
 from posenfs_cli.data.keypoints import get_layout
 from posenfs_cli.engine import run as runfiles
@@ -66,7 +67,13 @@ from posenfs_cli.engine.strategies import STRATEGIES, Strategy, make_strategy
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.evaluator import Predictions, predict, score
 from posenfs_cli.models.build import build_model
-from posenfs_cli.nas.genotype import apply_genotype, model_genotype, prune_specs, save_genotype
+from posenfs_cli.nas.genotype import (
+    apply_genotype,
+    check_genotype_layout,
+    model_genotype,
+    prune_specs,
+    save_genotype,
+)
 
 
 class NonFiniteLoss(PosenfsError):
@@ -135,6 +142,7 @@ def split_heldout(n: int, seed: int) -> tuple[list[int], list[int]]:
 
 class Trainer:
     def __init__(self, recipe: Recipe, opts: TrainOptions):
+        validate_recipe(recipe)
         self.recipe = recipe
         self.opts = opts
         self.cfg = recipe.train
@@ -183,6 +191,7 @@ class Trainer:
             prune = prune_specs(ckpt.genotype)
             self.opts.genotype = ckpt.genotype
         elif self.opts.genotype is not None:
+            check_genotype_layout(self.opts.genotype, rec.data.keypoints)
             prune = prune_specs(self.opts.genotype)
         model = build_model(
             rec.model, self.layout, prune=prune, load_pretrained=not self.opts.resume
@@ -295,8 +304,13 @@ class Trainer:
         self._datasets()
         if resume_state is not None:
             self._resume(resume_state)
-        elif self.files is not None:
-            self.files.write_config(self.recipe)
+        elif self.files is not None:  # inputs validated: only now does the folder appear
+            removed = self.files.start(self.recipe)
+            if removed:
+                self.log(
+                    f"[yellow]--exist-ok: removed the previous run's {len(removed)} result "
+                    f"file(s) from {escape(str(self.opts.run_dir))}[/]"
+                )
 
     def _read_resume_state(self) -> dict[str, Any]:
         """The committed state of the run; refuses a run of another command or strategy."""
@@ -357,7 +371,7 @@ class Trainer:
         if self.strategy.needs_heldout:
             arch_iter = iter(self._loader(self.arch_idx, epoch, 1, shuffle=True))
         task = progress.add_task(f"epoch {epoch + 1}/{self.cfg.epochs}", total=len(loader), info="")
-        total, count, seen, skipped = 0.0, 0, 0, 0
+        total, count, seen, skipped, visible = 0.0, 0, 0, 0, 0.0
         t0 = time.perf_counter()
         for step, batch in enumerate(loader):
             arch_batch = None
@@ -376,18 +390,24 @@ class Trainer:
                 )
             n = batch[0].shape[0]
             skipped += int((~batch[3]["valid"]).sum())  # unreadable images replaced in workers
+            visible += float(batch[2].sum())
             total += loss * n
             count += n
             seen += n
             rate = seen / max(time.perf_counter() - t0, 1e-9)
             progress.update(task, advance=1, info=f"loss {total / count:.3e}  {rate:.1f} img/s")
         elapsed = time.perf_counter() - t0
-        mean = all_reduce_mean(torch.tensor([total / max(count, 1)], dtype=torch.float64))
+        mean = all_reduce_mean(torch.tensor([total / max(count, 1), visible], dtype=torch.float64))
         out = {
             "train_loss": float(mean[0]),
             "train_time_s": elapsed,
             "images_per_s": seen * self.dist.world_size / max(elapsed, 1e-9),
         }
+        if float(mean[1]) == 0.0:  # summed over ranks: no labelled joint anywhere
+            self.log(
+                f"[yellow]epoch {epoch + 1}: no training crop had a visible joint, so the loss "
+                "is 0 and nothing was learned (are the keypoints outside their boxes/crops?)[/]"
+            )
         if skipped:
             out["skipped_images"] = skipped
             self.log(

@@ -124,6 +124,16 @@ def _cnfs(genotype: dict[str, Any]) -> list[dict[str, Any]]:
     return genotype["cnfs"]
 
 
+def check_genotype_layout(genotype: dict[str, Any], keypoints: str) -> None:
+    """A genotype searched on one keypoint layout (COCO) must not silently drive another (MPII):
+    its parts group other joints even when their names and shapes happen to match."""
+    had = genotype.get("keypoint_layout")
+    if had is not None and had != keypoints:
+        raise PosenfsError(
+            f"the genotype was searched with {had} keypoints, this run uses {keypoints}"
+        )
+
+
 def apply_genotype(model: Any, genotype: dict[str, Any]) -> None:
     """Copy α/β logits into ``model``; any structural mismatch is a PosenfsError naming it."""
     entries = _cnfs(genotype)
@@ -158,8 +168,15 @@ def apply_genotype(model: Any, genotype: dict[str, Any]) -> None:
             cnf.alpha.copy_(alpha)
             by_key = {(c["layer"], c["scale"]): c for c in entry["cells"]}
             for cell in cnf.cells:
-                beta = by_key[(cell.layer, cell.scale)]["beta"]["logits"]
-                cell.beta.copy_(torch.tensor(beta, dtype=torch.float32))
+                beta = torch.tensor(
+                    by_key[(cell.layer, cell.scale)]["beta"]["logits"], dtype=torch.float32
+                )
+                if beta.shape != cell.beta.shape:
+                    raise PosenfsError(
+                        f"genotype CNF {name!r}: cell ({cell.layer},{cell.scale}) has "
+                        f"{beta.numel()} beta logits, the model {cell.beta.numel()}"
+                    )
+                cell.beta.copy_(beta)
 
 
 def save_genotype(path: str | Path, genotype: dict[str, Any]) -> Path:
@@ -170,11 +187,92 @@ def save_genotype(path: str | Path, genotype: dict[str, Any]) -> Path:
 
 def load_genotype(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        raise PosenfsError(f"{p} is a folder; give a genotype .json file")
     if not p.is_file():
         raise PosenfsError(f"genotype file not found: {p}")
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise PosenfsError(f"{p} is not valid JSON: {exc}") from exc
-    _cnfs(data)
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PosenfsError(f"{p} is not a genotype JSON (binary data, not UTF-8 text)") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise PosenfsError(f"{p} is not valid JSON: {exc}".splitlines()[0]) from exc
+    return check_genotype(data, p)
+
+
+def check_genotype(data: Any, source: str | Path = "genotype") -> dict[str, Any]:
+    """Check the shape of a genotype (what every reader relies on) before anything uses it."""
+    where = str(source)
+    try:
+        cnfs = _cnfs(data)
+    except PosenfsError as exc:
+        raise PosenfsError(f"{where}: {exc}") from None
+    if not isinstance(cnfs, list) or not cnfs:
+        raise PosenfsError(f"{where}: 'cnfs' must be a non-empty list")
+    for i, entry in enumerate(cnfs):
+        _check_entry(entry, f"{where}: cnfs[{i}]")
     return data
+
+
+def _need(cond: bool, where: str, what: str) -> None:
+    if not cond:
+        raise PosenfsError(f"{where}: {what}")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_matrix(v: Any) -> bool:
+    return isinstance(v, list) and all(
+        isinstance(r, list) and all(_is_num(x) for x in r) for r in v
+    )
+
+
+def _check_entry(entry: Any, where: str) -> None:
+    _need(isinstance(entry, dict), where, "must be an object")
+    for key, kind in (
+        ("name", str),
+        ("ops", list),
+        ("edges", list),
+        ("alpha", dict),
+        ("cells", list),
+        ("pruned", dict),
+        ("structure", dict),
+    ):
+        _need(isinstance(entry.get(key), kind), where, f"lacks {key!r} ({kind.__name__})")
+    _need(all(isinstance(o, str) for o in entry["ops"]), where, "'ops' must be op names")
+    _need(_is_matrix(entry["alpha"].get("logits")), where, "'alpha.logits' must be rows of numbers")
+    pruned = entry["pruned"]
+    _need(
+        isinstance(pruned.get("cells"), list)
+        and all(isinstance(c, list) and len(c) == 2 for c in pruned["cells"])
+        and isinstance(pruned.get("ops"), list),
+        where,
+        "'pruned' must have 'cells' ([layer, scale] pairs) and 'ops' lists",
+    )
+    for j, cell in enumerate(entry["cells"]):
+        cw = f"{where}.cells[{j}]"
+        _need(isinstance(cell, dict), cw, "must be an object")
+        _need(
+            isinstance(cell.get("layer"), int) and isinstance(cell.get("scale"), int),
+            cw,
+            "needs integer 'layer' and 'scale'",
+        )
+        _need(isinstance(cell.get("pruned"), bool), cw, "needs 'pruned' (true/false)")
+        beta = cell.get("beta")
+        if cell["pruned"]:
+            continue
+        _need(
+            isinstance(beta, dict)
+            and isinstance(beta.get("logits"), list)
+            and all(_is_num(x) for x in beta["logits"]),
+            cw,
+            "needs 'beta.logits' (numbers)",
+        )
+        slots = cell.get("pruned_inputs", [])
+        _need(
+            isinstance(slots, list) and all(x in SLOT_NAMES for x in slots),
+            cw,
+            f"'pruned_inputs' must list slot names {list(SLOT_NAMES)}",
+        )
