@@ -10,6 +10,8 @@ exact.
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -220,13 +222,20 @@ def _need(cond: bool, where: str, what: str) -> None:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _is_matrix(v: Any) -> bool:
-    return isinstance(v, list) and all(
-        isinstance(r, list) and all(_is_num(x) for x in r) for r in v
-    )
+def _is_int(v: Any, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _is_numbers(v: Any, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(_is_num(x) for x in v)
+
+
+_SOURCE = re.compile(r"stem|pyramid\[\d{1,3}\]|cell\[\d{1,3},\d{1,3}\]")
+# sanity bounds: far above any buildable fabric, low enough that drawing one stays cheap
+MAX_LAYERS, MAX_SCALES = 64, 16
 
 
 def _check_entry(entry: Any, where: str) -> None:
@@ -241,38 +250,93 @@ def _check_entry(entry: Any, where: str) -> None:
         ("structure", dict),
     ):
         _need(isinstance(entry.get(key), kind), where, f"lacks {key!r} ({kind.__name__})")
-    _need(all(isinstance(o, str) for o in entry["ops"]), where, "'ops' must be op names")
-    _need(_is_matrix(entry["alpha"].get("logits")), where, "'alpha.logits' must be rows of numbers")
+    kps = entry.get("keypoints")
+    _need(
+        kps is None or (isinstance(kps, list) and all(isinstance(k, str) for k in kps)),
+        where,
+        "'keypoints' must be a list of names",
+    )
+    ops, edges = entry["ops"], entry["edges"]
+    _need(bool(ops) and all(isinstance(o, str) for o in ops), where, "'ops' must be op names")
+    _need(
+        bool(edges)
+        and all(
+            isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e)
+            for e in edges
+        ),
+        where,
+        "'edges' must be [from, to] name pairs",
+    )
+    for key in ("logits", "weights"):
+        rows = entry["alpha"].get(key)
+        _need(
+            isinstance(rows, list)
+            and len(rows) == len(edges)
+            and all(_is_numbers(r, len(ops)) for r in rows),
+            where,
+            f"'alpha.{key}' must be {len(edges)} rows of {len(ops)} finite numbers",
+        )
+    st = entry["structure"]
+    for key, hi in (
+        ("total_layers", MAX_LAYERS),
+        ("first_layer", MAX_LAYERS),
+        ("last_layer", MAX_LAYERS),
+        ("in_width", MAX_SCALES),
+        ("channels", 1 << 16),
+        ("hidden", 64),
+    ):
+        _need(_is_int(st.get(key), 0, hi), where, f"'structure.{key}' must be an integer <= {hi}")
     pruned = entry["pruned"]
     _need(
         isinstance(pruned.get("cells"), list)
-        and all(isinstance(c, list) and len(c) == 2 for c in pruned["cells"])
-        and isinstance(pruned.get("ops"), list),
+        and all(
+            isinstance(c, list) and len(c) == 2 and all(_is_int(x, 0, MAX_LAYERS) for x in c)
+            for c in pruned["cells"]
+        )
+        and isinstance(pruned.get("ops"), list)
+        and all(isinstance(o, str) for o in pruned["ops"]),
         where,
-        "'pruned' must have 'cells' ([layer, scale] pairs) and 'ops' lists",
+        "'pruned' must have 'cells' ([layer, scale] pairs) and 'ops' (names) lists",
     )
     for j, cell in enumerate(entry["cells"]):
-        cw = f"{where}.cells[{j}]"
-        _need(isinstance(cell, dict), cw, "must be an object")
+        _check_cell(cell, f"{where}.cells[{j}]")
+
+
+def _check_cell(cell: Any, where: str) -> None:
+    _need(isinstance(cell, dict), where, "must be an object")
+    _need(
+        _is_int(cell.get("layer"), 0, MAX_LAYERS) and _is_int(cell.get("scale"), 0, MAX_SCALES),
+        where,
+        f"needs integer 'layer' (<= {MAX_LAYERS}) and 'scale' (<= {MAX_SCALES})",
+    )
+    _need(isinstance(cell.get("pruned"), bool), where, "needs 'pruned' (true/false)")
+    inputs = cell.get("inputs")
+    _need(
+        isinstance(inputs, list)
+        and len(inputs) == len(SLOT_NAMES)
+        and all(
+            isinstance(i, dict)
+            and i.get("slot") in SLOT_NAMES
+            and isinstance(i.get("from"), str)
+            and _SOURCE.fullmatch(i["from"]) is not None
+            for i in inputs
+        ),
+        where,
+        f"'inputs' must be {len(SLOT_NAMES)} objects with 'slot' and 'from'",
+    )
+    if cell["pruned"]:
+        return
+    beta = cell.get("beta")
+    _need(isinstance(beta, dict), where, "needs 'beta' (logits and weights)")
+    for key in ("logits", "weights"):
         _need(
-            isinstance(cell.get("layer"), int) and isinstance(cell.get("scale"), int),
-            cw,
-            "needs integer 'layer' and 'scale'",
+            _is_numbers(beta.get(key), len(SLOT_NAMES)),
+            where,
+            f"'beta.{key}' must be {len(SLOT_NAMES)} finite numbers",
         )
-        _need(isinstance(cell.get("pruned"), bool), cw, "needs 'pruned' (true/false)")
-        beta = cell.get("beta")
-        if cell["pruned"]:
-            continue
-        _need(
-            isinstance(beta, dict)
-            and isinstance(beta.get("logits"), list)
-            and all(_is_num(x) for x in beta["logits"]),
-            cw,
-            "needs 'beta.logits' (numbers)",
-        )
-        slots = cell.get("pruned_inputs", [])
-        _need(
-            isinstance(slots, list) and all(x in SLOT_NAMES for x in slots),
-            cw,
-            f"'pruned_inputs' must list slot names {list(SLOT_NAMES)}",
-        )
+    slots = cell.get("pruned_inputs", [])
+    _need(
+        isinstance(slots, list) and all(x in SLOT_NAMES for x in slots),
+        where,
+        f"'pruned_inputs' must list slot names {list(SLOT_NAMES)}",
+    )
