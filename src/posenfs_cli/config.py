@@ -296,6 +296,70 @@ def clone(recipe: Recipe) -> Recipe:
     return copy.deepcopy(recipe)
 
 
+def _bad(key: str, value: Any, rule: str) -> ConfigError:
+    return ConfigError(f"{key} must be {rule}, got {value!r}")
+
+
+def _number_checks(recipe: Recipe) -> list[tuple[str, Any, str]]:
+    """(key, value, rule) for every number whose range is known; rules: '>0', '>=0', '>=1'."""
+    t, d, a, e = recipe.train, recipe.data, recipe.data.augment, recipe.eval
+    return [
+        ("train.lr", t.lr, ">0"),
+        ("train.arch_lr", t.arch_lr, ">0"),
+        ("train.darts_arch_lr", t.darts_arch_lr, ">0"),
+        ("train.lr_factor", t.lr_factor, ">0"),
+        ("train.weight_decay", t.weight_decay, ">=0"),
+        ("train.arch_weight_decay", t.arch_weight_decay, ">=0"),
+        ("train.darts_arch_weight_decay", t.darts_arch_weight_decay, ">=0"),
+        ("train.grad_clip", t.grad_clip, ">=0"),
+        ("train.epochs", t.epochs, ">=1"),
+        ("train.batch_size", t.batch_size, ">=1"),
+        ("train.val_every", t.val_every, ">=1"),
+        ("data.sigma", d.sigma, ">0"),
+        ("data.workers", d.workers, ">=0"),
+        ("data.augment.scale_factor", a.scale_factor, ">=0"),
+        ("data.augment.rotation", a.rotation, ">=0"),
+        ("eval.batch_size", e.batch_size, ">=1"),
+    ]
+
+
+_PROBABILITIES = (
+    ("data.augment.rotation_prob", lambda r: r.data.augment.rotation_prob),
+    ("data.augment.flip_prob", lambda r: r.data.augment.flip_prob),
+    ("data.augment.half_body_prob", lambda r: r.data.augment.half_body_prob),
+    ("data.box_threshold", lambda r: r.data.box_threshold),
+    ("eval.oks_nms_threshold", lambda r: r.eval.oks_nms_threshold),
+    ("eval.keypoint_score_threshold", lambda r: r.eval.keypoint_score_threshold),
+)
+
+
+def validate_recipe(recipe: Recipe) -> Recipe:
+    """Reject values no run can use (``--lr -1``, ``data.sigma=0`` ...) with one clear line.
+
+    Called before any folder is created or worker started, so a typo costs nothing.
+    """
+    import math
+
+    rules = {
+        ">0": ("a finite number > 0", lambda v: v > 0),
+        ">=0": ("a finite number >= 0", lambda v: v >= 0),
+        ">=1": ("an integer >= 1", lambda v: v >= 1),
+    }
+    for key, value, rule in _number_checks(recipe):
+        if value is None:
+            continue
+        text, ok = rules[rule]
+        if not math.isfinite(value) or not ok(value):
+            raise _bad(key, value, text)
+    for key, get in _PROBABILITIES:
+        v = get(recipe)
+        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+            raise _bad(key, v, "in [0, 1]")
+    if any(not isinstance(s, int) or s < 0 for s in recipe.train.lr_steps):
+        raise _bad("train.lr_steps", recipe.train.lr_steps, "a list of epochs >= 0")
+    return recipe
+
+
 def parse_input_size(text: str) -> list[int]:
     """'256' -> [256, 256]; '384x288' -> [384, 288] (height x width)."""
     parts = text.lower().replace("×", "x").split("x")
@@ -326,4 +390,5 @@ __all__ = [
     "parse_input_size",
     "recipe_from_dict",
     "recipe_to_yaml",
+    "validate_recipe",
 ]

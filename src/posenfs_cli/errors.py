@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from posenfs_cli.config import ConfigError
 
 
@@ -9,4 +11,45 @@ class PosenfsError(Exception):
     """A user mistake or unusable input (bad path, wrong file, incompatible checkpoint)."""
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (PosenfsError, ConfigError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    PosenfsError,
+    ConfigError,
+    OSError,
+    UnicodeDecodeError,
+)
+
+_PLAIN = {
+    errno.ENOENT: "file not found",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EISDIR: "is a folder, expected a file",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "already exists",
+    errno.ENAMETOOLONG: "name too long",
+    errno.ELOOP: "too many symbolic links",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A short reason for an OSError (no path; callers add the one they were working on)."""
+    if exc.errno in _PLAIN:
+        return _PLAIN[exc.errno]
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def user_message(exc: BaseException) -> str:
+    """One line for any user error: OSError and UnicodeDecodeError name the file involved."""
+    if isinstance(exc, OSError) and not isinstance(exc, PosenfsError):
+        where = exc.filename if exc.filename is not None else None
+        reason = describe_os_error(exc)
+        if where is not None:
+            extra = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+            return f"{reason}: {where}{extra}"
+        return reason
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text (binary data at byte {exc.start})"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -6,12 +6,14 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from posenfs_cli.errors import USER_ERRORS
+from posenfs_cli.errors import USER_ERRORS, PosenfsError, user_message
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -32,8 +34,14 @@ def global_state(ctx: typer.Context | None) -> GlobalState:
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """Print ``error: message`` as one line (the message is plain text, never markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def one_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else "unknown error"
 
 
 def user_errors(func: F) -> F:
@@ -44,8 +52,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except USER_ERRORS as exc:
-            msg = str(exc) if not isinstance(exc, FileNotFoundError) else _fnf(exc)
-            fail(msg.splitlines()[0] if msg else type(exc).__name__)
+            fail(user_message(exc))
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             sys.exit(130)
@@ -53,10 +60,24 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _fnf(exc: FileNotFoundError) -> str:
-    if exc.filename:
-        return f"file not found: {exc.filename}"
-    return str(exc)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def check_image_out(path: Path, option: str = "--out") -> Path:
+    """Refuse an output image path OpenCV cannot write, before any work is done."""
+    if path.is_dir():
+        raise PosenfsError(f"{option} {path} is a folder; give an image file name (.png)")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise PosenfsError(
+            f"{option} {path}: the file name must end in {', '.join(IMAGE_SUFFIXES)}"
+        )
+    return path
+
+
+def check_folder_out(path: Path, option: str = "--out") -> Path:
+    if path.exists() and not path.is_dir():
+        raise PosenfsError(f"{option} {path} is a file; give a folder")
+    return path
 
 
 def resolve_device_option(ctx: typer.Context, local: str | None) -> str:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import torch
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from posenfs_cli.cli.common import console, resolve_device_option, user_errors
-from posenfs_cli.config import load_recipe, parse_input_size
+from posenfs_cli.cli.train_common import resolve_recipe_path
+from posenfs_cli.config import load_recipe, parse_input_size, validate_recipe
 from posenfs_cli.device import select_device
 from posenfs_cli.errors import PosenfsError
 
@@ -58,7 +60,9 @@ def profile_command(
     checkpoint: Path | None = typer.Argument(
         None, help="A posenfs .safetensors checkpoint (or use --recipe)."
     ),
-    recipe: Path | None = typer.Option(None, "--recipe", "-r", help="A recipe YAML."),
+    recipe: str | None = typer.Option(
+        None, "--recipe", "-r", help="A recipe YAML or a name under recipes/ (synthetic/tiny)."
+    ),
     input_size: str | None = typer.Option(
         None, "--input-size", help="N or HxW (e.g. 256 or 384x288); default: the recipe's."
     ),
@@ -118,7 +122,16 @@ def _profile(
         raise PosenfsError("give either a checkpoint or --recipe (exactly one)")
     if batch_size < 1 or runs < 1:
         raise PosenfsError("--batch-size and --runs must be >= 1")
-    if threads:
+    if threads is not None and threads < 1:
+        raise PosenfsError(f"--threads must be >= 1, got {threads}")
+    if checkpoint is not None and overrides:
+        raise PosenfsError(
+            "--set changes a recipe; a checkpoint's structure is fixed (use --recipe)"
+        )
+    size = parse_input_size(input_size) if input_size else None
+    if recipe is not None:
+        rec = validate_recipe(load_recipe(resolve_recipe_path(recipe), overrides))
+    if threads is not None:
         torch.set_num_threads(threads)
     dev = select_device(resolve_device_option(ctx, device))
     if checkpoint is not None:
@@ -126,14 +139,13 @@ def _profile(
         rec = ckpt.recipe
         title = f"profile of {checkpoint}"
     else:
-        rec = load_recipe(recipe, overrides)
         model = build_from_recipe(rec, load_pretrained=False)
         title = f"profile of {rec.name} ({recipe})"
-    size = parse_input_size(input_size) if input_size else list(rec.data.input_size)
+    size = size or list(rec.data.input_size)
     paper = rec.paper if size == list(rec.data.input_size) else {}
     report = static_profile(model, size, batch_size, dev, paper=paper)
     if not as_json:
-        console.print(render(report, f"{title} — input {size[0]}x{size[1]}, {dev}"))
+        console.print(render(report, escape(f"{title} — input {size[0]}x{size[1]}, {dev}")))
     if timing:
         with console.status("timing forward (bs1) and train step ...", spinner="dots"):
             time_model(report, model, runs, channels_last)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import typer
+from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
@@ -160,6 +161,9 @@ def _prune(ctx, checkpoint, threshold, out, input_size, batch_size, timing, runs
     out = out or default_out(checkpoint)
     if out.resolve() == checkpoint.resolve():
         raise PosenfsError(f"--out {out} is the input checkpoint; choose another file")
+    for target in (out, genotype_path(out)):
+        if target.is_dir():
+            raise PosenfsError(f"--out: {target} is a folder; give a .safetensors file name")
     dev = select_device(resolve_device_option(ctx, device))
     model, ckpt = build_from_checkpoint(checkpoint, dev)
     model.eval()
@@ -215,7 +219,8 @@ def _prune(ctx, checkpoint, threshold, out, input_size, batch_size, timing, runs
         return
 
     console.print(
-        f"[bold]prune[/] {checkpoint}  (threshold {threshold:g}, input {size[0]}x{size[1]})"
+        f"[bold]prune[/] {escape(str(checkpoint))}  (threshold {threshold:g}, input "
+        f"{size[0]}x{size[1]})"
     )
     if report.nothing_removed:
         console.print(
@@ -242,8 +247,8 @@ def _prune(ctx, checkpoint, threshold, out, input_size, batch_size, timing, runs
     size_b = checkpoint.stat().st_size / 2**20
     size_a = out.stat().st_size / 2**20
     console.print(
-        f"checkpoint -> [bold]{written['checkpoint']}[/] ({size_b:.2f} MiB -> {size_a:.2f} MiB)\n"
-        f"genotype   -> [bold]{written['genotype']}[/]"
+        f"checkpoint -> [bold]{escape(written['checkpoint'])}[/] ({size_b:.2f} MiB -> "
+        f"{size_a:.2f} MiB)\ngenotype   -> [bold]{escape(written['genotype'])}[/]"
     )
 
 

@@ -6,10 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from posenfs_cli.cli.common import console, resolve_device_option
-from posenfs_cli.config import Recipe, apply_overrides, load_recipe, parse_input_size
+from posenfs_cli.config import (
+    Recipe,
+    apply_overrides,
+    load_recipe,
+    parse_input_size,
+    validate_recipe,
+)
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.errors import PosenfsError
 
@@ -31,6 +39,8 @@ def resolve_recipe_path(text: str) -> Path:
     for cand in (RECIPES_DIR / text, RECIPES_DIR / f"{text}.yaml"):
         if cand.is_file():
             return cand
+    if p.is_dir():
+        raise PosenfsError(f"--recipe {text} is a folder; give a recipe YAML file or name")
     raise PosenfsError(f"recipe not found: {text} (a YAML path or a name under {RECIPES_DIR})")
 
 
@@ -78,9 +88,7 @@ def build_recipe(recipe: str | None, flags: dict[str, Any], sets: list[str]) -> 
         rec = apply_overrides(rec, ["data.keypoints=coco"])
     if rec.data.dataset == "mpii" and rec.data.keypoints != "mpii":
         rec = apply_overrides(rec, ["data.keypoints=mpii"])
-    if rec.train.epochs < 1 or rec.train.batch_size < 1:
-        raise PosenfsError("epochs and batch size must be >= 1")
-    return rec
+    return validate_recipe(rec)
 
 
 def summary_table(
@@ -98,26 +106,32 @@ def summary_table(
             f"kept={m.fabric.kept}"
         )
     )
-    table.add_row("command", f"{command} ({strategy}), recipe {recipe.name}")
+    table.add_row("command", Text(f"{command} ({strategy}), recipe {recipe.name}"))
     table.add_row(
         "model",
-        f"{bb}; P={m.parts}, H={m.hidden}, C={m.channels}, d={m.vector_dim}, "
-        f"L={m.layers} cut {m.cut}",
+        Text(
+            f"{bb}; P={m.parts}, H={m.hidden}, C={m.channels}, d={m.vector_dim}, "
+            f"L={m.layers} cut {m.cut}"
+        ),
     )
     root = f" at {d.root}" if d.root else " (in memory)"
     table.add_row(
         "data",
-        f"{d.dataset} ({d.keypoints}){root}, input {d.input_size[0]}x"
-        f"{d.input_size[1]}, {d.workers} workers",
+        Text(
+            f"{d.dataset} ({d.keypoints}){root}, input {d.input_size[0]}x"
+            f"{d.input_size[1]}, {d.workers} workers"
+        ),
     )
     sched = f"x{t.lr_factor} at {t.lr_steps}" if t.lr_steps else "constant"
     table.add_row(
         "train",
-        f"{t.epochs} epochs, batch {t.batch_size}"
-        f"{f' x {world} ranks' if world > 1 else ''}, Adam lr {t.lr} ({sched})",
+        Text(
+            f"{t.epochs} epochs, batch {t.batch_size}"
+            f"{f' x {world} ranks' if world > 1 else ''}, Adam lr {t.lr} ({sched})"
+        ),
     )
-    table.add_row("device", device)
-    table.add_row("run folder", str(run_dir))
+    table.add_row("device", Text(device))
+    table.add_row("run folder", Text(str(run_dir)))
     return table
 
 
@@ -165,7 +179,7 @@ def run_training(
         else:
             assert recipe is not None
             run_dir = (
-                runfiles.new_run_dir(project, command, name, exist_ok) if dist.is_main else None
+                runfiles.pick_run_dir(project, command, name, exist_ok) if dist.is_main else None
             )
             run_dir = Path(broadcast_object(str(run_dir) if run_dir else None))
         strategy = recipe.train.strategy if command == "search" else "fixed architecture"
@@ -193,10 +207,10 @@ def run_training(
             table = final_table(trainer.history, trainer.best_epoch)
             if table is not None:
                 console.print(table)
-            console.print(f"[bold green]done.[/] results in [bold]{run_dir}[/]")
+            console.print(f"[bold green]done.[/] results in [bold]{escape(str(run_dir))}[/]")
             for f in (runfiles.BEST, runfiles.LAST, runfiles.METRICS, "genotypes/"):
                 if (run_dir / f).exists():
-                    console.print(f"  {run_dir / f}")
+                    console.print(f"  {escape(str(run_dir / f))}")
     finally:
         cleanup()
 

@@ -8,8 +8,9 @@ import warnings
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from posenfs_cli.cli.common import console, user_errors
+from posenfs_cli.cli.common import check_image_out, console, user_errors
 from posenfs_cli.errors import PosenfsError
 
 visualize_app = typer.Typer(
@@ -71,6 +72,7 @@ def dataset_command(
         raise PosenfsError(f"--split must be train or val, got {split!r}")
     if num < 1:
         raise PosenfsError(f"--num must be >= 1, got {num}")
+    check_image_out(out)
     kp = (keypoints or ("mpii" if dataset == "synthetic" else dataset)).lower()
     size = parse_input_size(input_size)
     cfg = DataConfig(
@@ -103,7 +105,7 @@ def dataset_command(
             flag = " F" if s.meta["flipped"] else ""
             tiles.append(put_label(img, f"#{s.meta['index']}{flag}"))
     for w in caught:
-        console.print(f"[yellow]warning:[/] {w.message}")
+        console.print(f"[yellow]warning:[/] {escape(str(w.message))}")
     ncols = cols or math.ceil(math.sqrt(len(tiles)))
     grid = make_grid(tiles, ncols)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +113,7 @@ def dataset_command(
         raise PosenfsError(f"cannot write {out} (is the extension .png?)")
     console.print(
         f"{len(tiles)} {'augmented' if augment else 'plain'} {split} samples of {ds.name} "
-        f"({ds.layout.name} layout, {size[0]}x{size[1]}) -> [bold]{out}[/]"
+        f"({ds.layout.name} layout, {size[0]}x{size[1]}) -> [bold]{escape(str(out))}[/]"
     )
 
 

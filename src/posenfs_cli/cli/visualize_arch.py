@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from posenfs_cli.cli.common import console, user_errors
+from posenfs_cli.cli.common import check_folder_out, check_image_out, console, user_errors
 from posenfs_cli.errors import PosenfsError
 
 
@@ -64,14 +65,15 @@ def arch_command(
 def _arch(source: Path, out: Path | None) -> None:
     from posenfs_cli.vis.fabric import draw_fabric, draw_overview
 
+    out = check_folder_out(out or Path("runs/visualize/arch") / _safe(source.stem))
     genotype = load_any_genotype(source)
-    out = out or Path("runs/visualize/arch") / _safe(source.stem)
     written = []
     for entry in genotype["cnfs"]:
         written.append(_write_png(out / f"{_safe(entry['name'])}.png", draw_fabric(entry)))
     written.append(_write_png(out / "overview.png", draw_overview(genotype)))
     console.print(
-        f"{len(genotype['cnfs'])} CNF diagrams of {source} -> [bold]{out}/[/] "
+        f"{len(genotype['cnfs'])} CNF diagrams of {escape(str(source))} -> "
+        f"[bold]{escape(str(out))}/[/] "
         f"({', '.join(p.name for p in written)})"
     )
 
@@ -109,13 +111,16 @@ def _labels(runs: list[Path]) -> list[str]:
 def _curves(runs: list[Path], out: Path, keys: str | None) -> None:
     from posenfs_cli.vis.curves import DEFAULT_KEYS, plot_curves, read_metrics_rows
 
+    check_image_out(out)
     key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else list(DEFAULT_KEYS)
     if not key_list:
         raise PosenfsError("--keys is empty")
     data = [(label, read_metrics_rows(p)) for label, p in zip(_labels(runs), runs, strict=True)]
     _write_png(out, plot_curves(data, key_list))
     epochs = ", ".join(f"{label}: {len(rows)} rows" for label, rows in data)
-    console.print(f"curves of {len(data)} run(s) ({epochs}) -> [bold]{out}[/]")
+    console.print(
+        escape(f"curves of {len(data)} run(s) ({epochs}) -> ") + f"[bold]{escape(str(out))}[/]"
+    )
 
 
 def diff_command(
@@ -141,16 +146,19 @@ def _diff(a: Path, b: Path, out: Path, top: int) -> None:
 
     if top < 1:
         raise PosenfsError(f"--top must be >= 1, got {top}")
+    check_image_out(out)
     rows, img = genotype_diff(
         load_any_genotype(a), load_any_genotype(b), top=top, labels=(a.name, b.name)
     )
-    table = Table(title=f"largest weight changes: {a.name} -> {b.name}", title_justify="left")
+    table = Table(
+        title=escape(f"largest weight changes: {a.name} -> {b.name}"), title_justify="left"
+    )
     for col in ("CNF", "param", "where", "entry", "A", "B", "delta"):
         table.add_column(col, justify="right" if col in ("A", "B", "delta") else "left")
     for r in rows[:top]:
         color = "green" if r["delta"] > 0 else "red" if r["delta"] < 0 else "dim"
         table.add_row(
-            r["cnf"],
+            escape(str(r["cnf"])),
             r["kind"],
             r["where"],
             r["entry"],
@@ -160,7 +168,9 @@ def _diff(a: Path, b: Path, out: Path, top: int) -> None:
         )
     console.print(table)
     _write_png(out, img)
-    console.print(f"{len(rows)} weights compared, top {min(top, len(rows))} -> [bold]{out}[/]")
+    console.print(
+        f"{len(rows)} weights compared, top {min(top, len(rows))} -> [bold]{escape(str(out))}[/]"
+    )
 
 
 def register(app: typer.Typer) -> None:

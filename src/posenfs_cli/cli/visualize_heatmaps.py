@@ -5,8 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from posenfs_cli.cli.common import console, resolve_device_option, user_errors
+from posenfs_cli.cli.common import (
+    check_image_out,
+    console,
+    resolve_device_option,
+    user_errors,
+)
 from posenfs_cli.errors import PosenfsError
 
 
@@ -40,6 +46,7 @@ def _heatmaps(ctx, checkpoint, image, box, kpt_thr, out, device) -> None:
     from posenfs_cli.inference.predictor import Predictor
     from posenfs_cli.vis.heatmaps import part_heatmaps, render_heatmaps
 
+    out = check_image_out(out or Path("runs/visualize") / f"heatmaps_{image.stem}.png")
     dev = select_device(resolve_device_option(ctx, device))
     pred = Predictor.from_checkpoint(checkpoint, dev, flip=False, channels_last=False)
     img = cv2.imread(str(image), cv2.IMREAD_COLOR) if image.is_file() else None
@@ -70,11 +77,10 @@ def _heatmaps(ctx, checkpoint, image, box, kpt_thr, out, device) -> None:
         scores[0],
         kpt_thr,
     )
-    out = out or Path("runs/visualize") / f"heatmaps_{image.stem}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), grid):
         raise PosenfsError(f"cannot write {out}")
-    console.print(f"{len(parts)} parts -> [bold]{out}[/]")
+    console.print(f"{len(parts)} parts -> [bold]{escape(str(out))}[/]")
 
 
 def register(app: typer.Typer) -> None:

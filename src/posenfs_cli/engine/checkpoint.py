@@ -9,7 +9,6 @@ pruning record gives what is physically absent.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,20 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from posenfs_cli import __version__
+from posenfs_cli.atomic import atomic_write
 from posenfs_cli.config import ConfigError, Recipe, recipe_from_dict
 from posenfs_cli.data.keypoints import get_layout
 from posenfs_cli.errors import PosenfsError
-from posenfs_cli.nas.genotype import model_genotype, prune_specs
+from posenfs_cli.nas.genotype import check_genotype, model_genotype, prune_specs
 
 META_KEYS = ("posenfs_version", "config", "genotype", "dataset", "keypoints", "input_format")
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+def atomic_save_file(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]
+) -> Path:
+    """Safetensors written atomically (see ``posenfs_cli.atomic``)."""
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -62,7 +62,7 @@ def save_checkpoint(
     }
     for k, v in (extra or {}).items():
         metadata[k] = v if isinstance(v, str) else json.dumps(v)
-    _atomic_save(state_tensors(model), p, metadata)
+    atomic_save_file(state_tensors(model), p, metadata)
     return p
 
 
@@ -85,18 +85,19 @@ class Checkpoint:
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
     p = Path(path)
+    if p.is_dir():
+        raise PosenfsError(f"{p} is a folder; give a .safetensors checkpoint file")
     if not p.is_file():
         raise PosenfsError(f"checkpoint not found: {p}")
     try:
-        tensors = load_file(str(p))
         from safetensors import safe_open
 
         with safe_open(str(p), framework="pt") as f:
             metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise PosenfsError(
-            f"{p} is not a safetensors checkpoint ({str(exc).splitlines()[0]})"
-        ) from exc
+        tensors = load_file(str(p))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PosenfsError(f"{p} is not a safetensors checkpoint ({reason})") from exc
     missing = [k for k in META_KEYS if k not in metadata]
     if missing:
         raise PosenfsError(
@@ -104,10 +105,18 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             f"{', '.join(missing)})"
         )
     try:
-        recipe = recipe_from_dict(json.loads(metadata["config"]))
+        config = json.loads(metadata["config"])
+        if not isinstance(config, dict):
+            raise ConfigError("the config is not a mapping")
+        recipe = recipe_from_dict(config)
         genotype = json.loads(metadata["genotype"])
-    except (json.JSONDecodeError, ConfigError) as exc:
-        raise PosenfsError(f"{p}: unreadable config/genotype metadata ({exc})") from exc
+        int(metadata.get("epoch", "0"))
+        if not isinstance(json.loads(metadata.get("metrics", "{}")), dict):
+            raise ConfigError("the metrics are not a mapping")
+    except (json.JSONDecodeError, ConfigError, ValueError, TypeError, RecursionError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PosenfsError(f"{p}: unreadable metadata ({reason})") from exc
+    check_genotype(genotype, f"{p} (genotype metadata)")
     return Checkpoint(p, tensors, metadata, recipe, genotype)
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
+from posenfs_cli.atomic import atomic_write_text, is_temp_name
 from posenfs_cli.config import Recipe, recipe_to_yaml
 from posenfs_cli.errors import PosenfsError
 
@@ -18,15 +21,24 @@ CONFIG = "config.yaml"
 LOG = "log.txt"
 
 
-def new_run_dir(
+def pick_run_dir(
     project: str | Path, command: str, name: str | None, exist_ok: bool = False
 ) -> Path:
-    """``project/command/name``, auto-incremented (exp, exp2, exp3 ...) unless ``exist_ok``."""
+    """``project/command/name``, auto-incremented (exp, exp2, exp3 ...) unless ``exist_ok``.
+
+    Creates nothing: the folder appears only once the run has validated its inputs.
+    """
     base = Path(project) / command
     stem = name or "exp"
+    if not stem.strip() or stem.strip("/") in (".", "..", ""):
+        raise PosenfsError(f"--name {stem!r} is not a usable folder name")
+    for parent in (Path(project), base):
+        if parent.exists() and not parent.is_dir():
+            raise PosenfsError(f"{parent} is a file, not a folder (given as --project)")
     path = base / stem
     if exist_ok or not path.exists():
-        path.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not path.is_dir():
+            raise PosenfsError(f"{path} is a file, not a run folder")
         return path
     m = re.fullmatch(r"(.*?)(\d+)", stem)
     root, n = (m.group(1), int(m.group(2))) if m and name is None else (stem, 1)
@@ -34,15 +46,23 @@ def new_run_dir(
         n += 1
         path = base / f"{root}{n}"
         if not path.exists():
-            path.mkdir(parents=True)
             return path
+
+
+def new_run_dir(
+    project: str | Path, command: str, name: str | None, exist_ok: bool = False
+) -> Path:
+    """``pick_run_dir`` and create it."""
+    path = pick_run_dir(project, command, name, exist_ok)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def check_run_dir(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_dir():
         raise PosenfsError(f"--resume {p}: no such run folder")
-    missing = [f for f in (CONFIG, TRAIN_STATE, LAST) if not (p / f).is_file()]
+    missing = [f for f in (CONFIG, TRAIN_STATE) if not (p / f).is_file()]
     if missing:
         raise PosenfsError(
             f"--resume {p}: not a resumable run folder (missing {', '.join(missing)}; "
@@ -51,15 +71,77 @@ def check_run_dir(path: str | Path) -> Path:
     return p
 
 
+def remove_stale_temps(run: str | Path) -> list[Path]:
+    """Delete temp files a killed atomic write left behind (``.NAME.tmp-PID``, ``NAME.tmp``)."""
+    removed = []
+    for folder in (Path(run), Path(run) / "genotypes"):
+        if not folder.is_dir():
+            continue
+        for f in folder.iterdir():
+            stale = is_temp_name(f.name) or f.name.endswith(".tmp")  # .tmp: older versions
+            if stale and f.is_file():
+                f.unlink(missing_ok=True)
+                removed.append(f)
+    return removed
+
+
+def clear_run_outputs(run: Path) -> list[str]:
+    """Delete a previous run's results from a folder reused with ``--exist-ok``.
+
+    Only files a run writes are removed (not anything else the user keeps there), so the new
+    run's metrics, checkpoints and genotypes are never mixed with the old run's.
+    """
+    removed = []
+    for name in (METRICS, LOG, LAST, BEST, TRAIN_STATE, CONFIG):
+        if (run / name).is_file():
+            (run / name).unlink()
+            removed.append(name)
+    geno = run / "genotypes"
+    if geno.is_dir():
+        for f in sorted(geno.glob("epoch_*.json")):
+            f.unlink()
+            removed.append(f"genotypes/{f.name}")
+    removed += [str(f.relative_to(run)) for f in remove_stale_temps(run)]
+    return removed
+
+
+def parse_metrics_lines(text: str) -> list[dict[str, Any]]:
+    """Rows of ``metrics.jsonl``; a line a kill cut in half (or any non-row) is skipped."""
+    rows = []
+    for ln in text.splitlines():
+        if not ln.strip():
+            continue
+        try:
+            row = json.loads(ln)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 class RunFiles:
     """Writes a run's files (only ever used on rank 0)."""
 
     def __init__(self, path: Path):
         self.path = path
-        (path / "genotypes").mkdir(parents=True, exist_ok=True)
+
+    def start(self, recipe: Recipe) -> list[str]:
+        """Create the folder (or empty a reused one) and write the config; returns what was
+        removed from a reused folder. A failure removes a folder this call created."""
+        created = not self.path.exists()
+        try:
+            (self.path / "genotypes").mkdir(parents=True, exist_ok=True)
+            removed = clear_run_outputs(self.path)
+            self.write_config(recipe)
+        except BaseException:
+            if created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
+        return removed
 
     def write_config(self, recipe: Recipe) -> None:
-        (self.path / CONFIG).write_text(recipe_to_yaml(recipe))
+        atomic_write_text(self.path / CONFIG, recipe_to_yaml(recipe))
 
     def log(self, line: str) -> None:
         with open(self.path / LOG, "a") as f:
@@ -74,16 +156,19 @@ class RunFiles:
         p = self.path / METRICS
         if not p.exists():
             return
-        keep = [
-            ln
-            for ln in p.read_text().splitlines()
-            if ln.strip() and json.loads(ln).get("epoch", 0) <= last_epoch
-        ]
-        p.write_text("".join(ln + "\n" for ln in keep))
+        keep = [r for r in parse_metrics_lines(p.read_text()) if _epoch(r) <= last_epoch]
+        tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        os.replace(tmp, p)
 
 
 def read_metrics(run: str | Path) -> list[dict[str, Any]]:
     p = Path(run) / METRICS
     if not p.is_file():
         raise PosenfsError(f"{run}: no {METRICS} (not a run folder, or no epoch finished yet)")
-    return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+    return parse_metrics_lines(p.read_text())
+
+
+def _epoch(row: dict[str, Any]) -> int:
+    e = row.get("epoch", 0)
+    return e if isinstance(e, int) and not isinstance(e, bool) else 0

@@ -9,15 +9,15 @@ states use int keys).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from posenfs_cli.engine.checkpoint import atomic_save_file
 from posenfs_cli.errors import PosenfsError
 
 
@@ -59,30 +59,69 @@ def unflatten(skel: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skel
 
 
-def save_state(path: str | Path, state: dict[str, Any]) -> Path:
-    """Atomically write a nested training state as safetensors."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+def save_state(
+    path: str | Path, state: dict[str, Any], metadata: dict[str, str] | None = None
+) -> Path:
+    """Atomically write a nested training state as safetensors (one rename = one commit).
+
+    ``metadata`` holds small strings readable without loading the tensors (``state_metadata``).
+    """
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten(state, tensors)
     if not tensors:
         tensors["__empty__"] = torch.zeros(0)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={"posenfs_train_state": json.dumps(skeleton)})
-    os.replace(tmp, p)
-    return p
+    meta = {**(metadata or {}), "posenfs_train_state": json.dumps(skeleton)}
+    return atomic_save_file(tensors, path, meta)
+
+
+def state_metadata(path: str | Path) -> dict[str, str]:
+    """The header metadata of a training state, without reading its tensors."""
+    p = Path(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise PosenfsError(f"{p}: unreadable training state ({_first_line(exc)})") from exc
+    if "posenfs_train_state" not in meta:
+        raise PosenfsError(f"{p} is not a posenfs training state")
+    return meta
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise PosenfsError(f"training state not found: {p}")
+    meta = state_metadata(p)
     try:
-        with safe_open(str(p), framework="pt") as f:
-            meta = f.metadata() or {}
         tensors = load_file(str(p))
-    except Exception as exc:  # safetensors raises several types for a damaged file
-        raise PosenfsError(f"{p}: unreadable training state ({exc})") from exc
-    if "posenfs_train_state" not in meta:
-        raise PosenfsError(f"{p} is not a posenfs training state")
-    return unflatten(json.loads(meta["posenfs_train_state"]), tensors)
+        skeleton = json.loads(meta["posenfs_train_state"])
+        state = unflatten(skeleton, tensors)
+    except Exception as exc:  # damaged payload or skeleton
+        raise PosenfsError(f"{p}: unreadable training state ({_first_line(exc)})") from exc
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise PosenfsError(f"{p}: unreadable training state (no epoch)")
+    return state
+
+
+def resume_kind(command: str, strategy: str, epoch: int) -> dict[str, str]:
+    """Header metadata that says which command/strategy a training state belongs to."""
+    return {"command": command, "strategy": strategy, "epoch": str(epoch)}
+
+
+def check_resume_kind(run: Path, meta: dict[str, str], command: str, strategy: str) -> None:
+    """Refuse ``search --resume`` on a train run (and the reverse) with one clear line."""
+    was = meta.get("command")
+    if was is not None and was != command:
+        raise PosenfsError(
+            f"--resume {run}: this is a {was} run; continue it with `posenfs {was} --resume`"
+        )
+    had = meta.get("strategy")
+    if had is not None and had != strategy:
+        raise PosenfsError(
+            f"--resume {run}: the run used strategy {had!r}, its config now says {strategy!r}"
+        )

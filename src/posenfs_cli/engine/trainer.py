@@ -5,6 +5,12 @@ epoch ends with (optional) validation, one ``metrics.jsonl`` line, the genotype,
 checkpoints: ``last``, ``best`` and ``last.train`` (optimisers, epoch, RNG states). Data order
 and augmentation are functions of (seed, epoch, index), so ``--resume`` after a crash continues
 bit-identically on CPU.
+
+``last.train.safetensors`` is the commit point: it is written last, by one atomic rename, and
+holds everything a resume reads (weights, genotype, optimisers, RNG, epoch, command and
+strategy). Whatever an interrupted save wrote before it (metrics line, ``last``, ``best``,
+genotype) belongs to an epoch the resume redoes and rewrites, so a kill at any point of the
+save sequence can never pair weights of one epoch with optimiser/RNG state of another.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,11 +39,16 @@ from rich.progress import (
 from torch import nn
 from torch.utils.data import DistributedSampler, Subset
 
-from posenfs_cli.config import Recipe
+from posenfs_cli.config import Recipe, validate_recipe
 from posenfs_cli.data.build import build_dataset, build_loader
 from posenfs_cli.data.keypoints import get_layout
 from posenfs_cli.engine import run as runfiles
-from posenfs_cli.engine.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
+from posenfs_cli.engine.checkpoint import (
+    load_weights,
+    read_checkpoint,
+    save_checkpoint,
+    state_tensors,
+)
 from posenfs_cli.engine.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -44,12 +56,24 @@ from posenfs_cli.engine.distributed import (
     gather_objects,
 )
 from posenfs_cli.engine.loss import pose_loss
-from posenfs_cli.engine.state import load_state, save_state
+from posenfs_cli.engine.state import (
+    check_resume_kind,
+    load_state,
+    resume_kind,
+    save_state,
+    state_metadata,
+)
 from posenfs_cli.engine.strategies import STRATEGIES, Strategy, make_strategy
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.evaluator import Predictions, predict, score
 from posenfs_cli.models.build import build_model
-from posenfs_cli.nas.genotype import apply_genotype, model_genotype, prune_specs, save_genotype
+from posenfs_cli.nas.genotype import (
+    apply_genotype,
+    check_genotype_layout,
+    model_genotype,
+    prune_specs,
+    save_genotype,
+)
 
 
 class NonFiniteLoss(PosenfsError):
@@ -118,6 +142,7 @@ def split_heldout(n: int, seed: int) -> tuple[list[int], list[int]]:
 
 class Trainer:
     def __init__(self, recipe: Recipe, opts: TrainOptions):
+        validate_recipe(recipe)
         self.recipe = recipe
         self.opts = opts
         self.cfg = recipe.train
@@ -166,6 +191,7 @@ class Trainer:
             prune = prune_specs(ckpt.genotype)
             self.opts.genotype = ckpt.genotype
         elif self.opts.genotype is not None:
+            check_genotype_layout(self.opts.genotype, rec.data.keypoints)
             prune = prune_specs(self.opts.genotype)
         model = build_model(
             rec.model, self.layout, prune=prune, load_pretrained=not self.opts.resume
@@ -241,12 +267,22 @@ class Trainer:
             pred = model(x)
         return pose_loss(pred.float(), target.to(self.device), weight.to(self.device))
 
+    @property
+    def strategy_name(self) -> str:
+        return self.cfg.strategy if self.opts.command == "search" else "fixed"
+
     def setup(self) -> None:
         seed_everything(self.cfg.seed)
+        resume_state = None
+        if self.opts.resume:
+            resume_state = self._read_resume_state()
+            # the run's own (possibly pruned) structure and α/β, not the recipe's defaults
+            self.opts.genotype = resume_state["genotype"]
+            self.opts.from_checkpoint = None
         self.model = self._build_model().to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        name = self.cfg.strategy if self.opts.command == "search" else "fixed"
+        name = self.strategy_name
         if name in ("random", "fixed"):  # freeze before DDP sees the parameters
             for p in self.model.arch_parameters():
                 p.requires_grad_(False)
@@ -266,23 +302,49 @@ class Trainer:
                 self.model, self.cfg.sparsity, self.cfg.sparsity_weight
             )
         self._datasets()
-        if self.opts.resume:
-            self._resume()
-        elif self.files is not None:
-            self.files.write_config(self.recipe)
+        if resume_state is not None:
+            self._resume(resume_state)
+        elif self.files is not None:  # inputs validated: only now does the folder appear
+            removed = self.files.start(self.recipe)
+            if removed:
+                self.log(
+                    f"[yellow]--exist-ok: removed the previous run's {len(removed)} result "
+                    f"file(s) from {escape(str(self.opts.run_dir))}[/]"
+                )
 
-    def _resume(self) -> None:
-        run = self.opts.run_dir
-        ckpt = read_checkpoint(run / runfiles.LAST)
-        model, _ = build_from_checkpoint(ckpt, self.device)
-        self.model.load_state_dict(model.state_dict())
-        state = load_state(run / runfiles.TRAIN_STATE)
-        self.strategy.load_state_dict(state["optim"])
+    def _read_resume_state(self) -> dict[str, Any]:
+        """The committed state of the run; refuses a run of another command or strategy."""
+        path = self.opts.run_dir / runfiles.TRAIN_STATE
+        meta = state_metadata(path)
+        check_resume_kind(path.parent, meta, self.opts.command, self.strategy_name)
+        state = load_state(path)
+        if "model" not in state:  # written before weights lived in the state: pair check
+            ckpt = read_checkpoint(self.opts.run_dir / runfiles.LAST)
+            if ckpt.epoch != int(state["epoch"]):
+                raise PosenfsError(
+                    f"--resume {self.opts.run_dir}: {runfiles.LAST} is from epoch {ckpt.epoch} "
+                    f"but {runfiles.TRAIN_STATE} from epoch {state['epoch']} (a save was "
+                    "interrupted); cannot continue exactly"
+                )
+            state["model"] = ckpt.tensors
+            state["genotype"] = ckpt.genotype
+        return state
+
+    def _resume(self, state: dict[str, Any]) -> None:
+        load_weights(self.model, state["model"], self.opts.run_dir / runfiles.TRAIN_STATE)
+        try:
+            self.strategy.load_state_dict(state["optim"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise PosenfsError(
+                f"--resume {self.opts.run_dir}: the optimiser state does not fit this run "
+                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from exc
         self.start_epoch = int(state["epoch"])
         self.best = state.get("best")
         self.best_epoch = state.get("best_epoch")
         set_rng_state(state["rng"])
         if self.files is not None:
+            runfiles.remove_stale_temps(self.opts.run_dir)
             self.files.truncate_metrics(self.start_epoch)
             self.files.log(f"resumed after epoch {self.start_epoch}")
 
@@ -309,7 +371,7 @@ class Trainer:
         if self.strategy.needs_heldout:
             arch_iter = iter(self._loader(self.arch_idx, epoch, 1, shuffle=True))
         task = progress.add_task(f"epoch {epoch + 1}/{self.cfg.epochs}", total=len(loader), info="")
-        total, count, seen, skipped = 0.0, 0, 0, 0
+        total, count, seen, skipped, visible = 0.0, 0, 0, 0, 0.0
         t0 = time.perf_counter()
         for step, batch in enumerate(loader):
             arch_batch = None
@@ -328,18 +390,24 @@ class Trainer:
                 )
             n = batch[0].shape[0]
             skipped += int((~batch[3]["valid"]).sum())  # unreadable images replaced in workers
+            visible += float(batch[2].sum())
             total += loss * n
             count += n
             seen += n
             rate = seen / max(time.perf_counter() - t0, 1e-9)
             progress.update(task, advance=1, info=f"loss {total / count:.3e}  {rate:.1f} img/s")
         elapsed = time.perf_counter() - t0
-        mean = all_reduce_mean(torch.tensor([total / max(count, 1)], dtype=torch.float64))
+        mean = all_reduce_mean(torch.tensor([total / max(count, 1), visible], dtype=torch.float64))
         out = {
             "train_loss": float(mean[0]),
             "train_time_s": elapsed,
             "images_per_s": seen * self.dist.world_size / max(elapsed, 1e-9),
         }
+        if float(mean[1]) == 0.0:  # summed over ranks: no labelled joint anywhere
+            self.log(
+                f"[yellow]epoch {epoch + 1}: no training crop had a visible joint, so the loss "
+                "is 0 and nothing was learned (are the keypoints outside their boxes/crops?)[/]"
+            )
         if skipped:
             out["skipped_images"] = skipped
             self.log(
@@ -391,15 +459,19 @@ class Trainer:
             run / "genotypes" / f"epoch_{epoch:03d}.json",
             model_genotype(self.model, self.recipe.data.keypoints),
         )
+        # the commit point, last: one file, one rename (see the module docstring)
         save_state(
             run / runfiles.TRAIN_STATE,
             {
                 "epoch": epoch,
+                "model": state_tensors(self.model),
+                "genotype": model_genotype(self.model, self.recipe.data.keypoints),
                 "optim": self.strategy.state_dict(),
                 "rng": rng_state(),
                 "best": self.best,
                 "best_epoch": self.best_epoch,
             },
+            metadata=resume_kind(self.opts.command, self.strategy_name, epoch),
         )
 
     def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:

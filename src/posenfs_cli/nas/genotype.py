@@ -10,6 +10,8 @@ exact.
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +126,16 @@ def _cnfs(genotype: dict[str, Any]) -> list[dict[str, Any]]:
     return genotype["cnfs"]
 
 
+def check_genotype_layout(genotype: dict[str, Any], keypoints: str) -> None:
+    """A genotype searched on one keypoint layout (COCO) must not silently drive another (MPII):
+    its parts group other joints even when their names and shapes happen to match."""
+    had = genotype.get("keypoint_layout")
+    if had is not None and had != keypoints:
+        raise PosenfsError(
+            f"the genotype was searched with {had} keypoints, this run uses {keypoints}"
+        )
+
+
 def apply_genotype(model: Any, genotype: dict[str, Any]) -> None:
     """Copy α/β logits into ``model``; any structural mismatch is a PosenfsError naming it."""
     entries = _cnfs(genotype)
@@ -158,26 +170,173 @@ def apply_genotype(model: Any, genotype: dict[str, Any]) -> None:
             cnf.alpha.copy_(alpha)
             by_key = {(c["layer"], c["scale"]): c for c in entry["cells"]}
             for cell in cnf.cells:
-                beta = by_key[(cell.layer, cell.scale)]["beta"]["logits"]
-                cell.beta.copy_(torch.tensor(beta, dtype=torch.float32))
+                beta = torch.tensor(
+                    by_key[(cell.layer, cell.scale)]["beta"]["logits"], dtype=torch.float32
+                )
+                if beta.shape != cell.beta.shape:
+                    raise PosenfsError(
+                        f"genotype CNF {name!r}: cell ({cell.layer},{cell.scale}) has "
+                        f"{beta.numel()} beta logits, the model {cell.beta.numel()}"
+                    )
+                cell.beta.copy_(beta)
 
 
 def save_genotype(path: str | Path, genotype: dict[str, Any]) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(genotype, indent=2) + "\n")
-    tmp.replace(p)
-    return p
+    from posenfs_cli.atomic import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(genotype, indent=2) + "\n")
 
 
 def load_genotype(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        raise PosenfsError(f"{p} is a folder; give a genotype .json file")
     if not p.is_file():
         raise PosenfsError(f"genotype file not found: {p}")
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise PosenfsError(f"{p} is not valid JSON: {exc}") from exc
-    _cnfs(data)
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PosenfsError(f"{p} is not a genotype JSON (binary data, not UTF-8 text)") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise PosenfsError(f"{p} is not valid JSON: {exc}".splitlines()[0]) from exc
+    return check_genotype(data, p)
+
+
+def check_genotype(data: Any, source: str | Path = "genotype") -> dict[str, Any]:
+    """Check the shape of a genotype (what every reader relies on) before anything uses it."""
+    where = str(source)
+    try:
+        cnfs = _cnfs(data)
+    except PosenfsError as exc:
+        raise PosenfsError(f"{where}: {exc}") from None
+    if not isinstance(cnfs, list) or not cnfs:
+        raise PosenfsError(f"{where}: 'cnfs' must be a non-empty list")
+    for i, entry in enumerate(cnfs):
+        _check_entry(entry, f"{where}: cnfs[{i}]")
     return data
+
+
+def _need(cond: bool, where: str, what: str) -> None:
+    if not cond:
+        raise PosenfsError(f"{where}: {what}")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v: Any, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _is_numbers(v: Any, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(_is_num(x) for x in v)
+
+
+_SOURCE = re.compile(r"stem|pyramid\[\d{1,3}\]|cell\[\d{1,3},\d{1,3}\]")
+# sanity bounds: far above any buildable fabric, low enough that drawing one stays cheap
+MAX_LAYERS, MAX_SCALES = 64, 16
+
+
+def _check_entry(entry: Any, where: str) -> None:
+    _need(isinstance(entry, dict), where, "must be an object")
+    for key, kind in (
+        ("name", str),
+        ("ops", list),
+        ("edges", list),
+        ("alpha", dict),
+        ("cells", list),
+        ("pruned", dict),
+        ("structure", dict),
+    ):
+        _need(isinstance(entry.get(key), kind), where, f"lacks {key!r} ({kind.__name__})")
+    kps = entry.get("keypoints")
+    _need(
+        kps is None or (isinstance(kps, list) and all(isinstance(k, str) for k in kps)),
+        where,
+        "'keypoints' must be a list of names",
+    )
+    ops, edges = entry["ops"], entry["edges"]
+    _need(bool(ops) and all(isinstance(o, str) for o in ops), where, "'ops' must be op names")
+    _need(
+        bool(edges)
+        and all(
+            isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e)
+            for e in edges
+        ),
+        where,
+        "'edges' must be [from, to] name pairs",
+    )
+    for key in ("logits", "weights"):
+        rows = entry["alpha"].get(key)
+        _need(
+            isinstance(rows, list)
+            and len(rows) == len(edges)
+            and all(_is_numbers(r, len(ops)) for r in rows),
+            where,
+            f"'alpha.{key}' must be {len(edges)} rows of {len(ops)} finite numbers",
+        )
+    st = entry["structure"]
+    for key, hi in (
+        ("total_layers", MAX_LAYERS),
+        ("first_layer", MAX_LAYERS),
+        ("last_layer", MAX_LAYERS),
+        ("in_width", MAX_SCALES),
+        ("channels", 1 << 16),
+        ("hidden", 64),
+    ):
+        _need(_is_int(st.get(key), 0, hi), where, f"'structure.{key}' must be an integer <= {hi}")
+    pruned = entry["pruned"]
+    _need(
+        isinstance(pruned.get("cells"), list)
+        and all(
+            isinstance(c, list) and len(c) == 2 and all(_is_int(x, 0, MAX_LAYERS) for x in c)
+            for c in pruned["cells"]
+        )
+        and isinstance(pruned.get("ops"), list)
+        and all(isinstance(o, str) for o in pruned["ops"]),
+        where,
+        "'pruned' must have 'cells' ([layer, scale] pairs) and 'ops' (names) lists",
+    )
+    for j, cell in enumerate(entry["cells"]):
+        _check_cell(cell, f"{where}.cells[{j}]")
+
+
+def _check_cell(cell: Any, where: str) -> None:
+    _need(isinstance(cell, dict), where, "must be an object")
+    _need(
+        _is_int(cell.get("layer"), 0, MAX_LAYERS) and _is_int(cell.get("scale"), 0, MAX_SCALES),
+        where,
+        f"needs integer 'layer' (<= {MAX_LAYERS}) and 'scale' (<= {MAX_SCALES})",
+    )
+    _need(isinstance(cell.get("pruned"), bool), where, "needs 'pruned' (true/false)")
+    inputs = cell.get("inputs")
+    _need(
+        isinstance(inputs, list)
+        and len(inputs) == len(SLOT_NAMES)
+        and all(
+            isinstance(i, dict)
+            and i.get("slot") in SLOT_NAMES
+            and isinstance(i.get("from"), str)
+            and _SOURCE.fullmatch(i["from"]) is not None
+            for i in inputs
+        ),
+        where,
+        f"'inputs' must be {len(SLOT_NAMES)} objects with 'slot' and 'from'",
+    )
+    if cell["pruned"]:
+        return
+    beta = cell.get("beta")
+    _need(isinstance(beta, dict), where, "needs 'beta' (logits and weights)")
+    for key in ("logits", "weights"):
+        _need(
+            _is_numbers(beta.get(key), len(SLOT_NAMES)),
+            where,
+            f"'beta.{key}' must be {len(SLOT_NAMES)} finite numbers",
+        )
+    slots = cell.get("pruned_inputs", [])
+    _need(
+        isinstance(slots, list) and all(x in SLOT_NAMES for x in slots),
+        where,
+        f"'pruned_inputs' must list slot names {list(SLOT_NAMES)}",
+    )

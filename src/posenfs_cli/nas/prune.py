@@ -15,6 +15,7 @@ new bottom cell reads one previous cell through all three slots.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,16 @@ class PruneVerificationError(PosenfsError):
 def _unwrap(model: nn.Module) -> nn.Module:
     model = getattr(model, "module", model)  # DDP
     return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+def check_finite(model: nn.Module) -> None:
+    """NaN/inf weights make every output NaN: refuse instead of calling that 'no change'."""
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise PosenfsError(
+                f"the checkpoint has non-finite values (NaN/inf) in {name}; it cannot be "
+                "pruned or verified (retrain, or use an earlier checkpoint)"
+            )
 
 
 def check_threshold(threshold: float) -> None:
@@ -315,6 +326,7 @@ def prune_model(
 
     check_threshold(threshold)
     src = _unwrap(model)
+    check_finite(src)
     specs = find_dead(src, threshold)
     device = next(src.parameters()).device
     layout = get_layout(recipe.data.keypoints)
@@ -327,6 +339,12 @@ def prune_model(
     removed = {n: _removal(old_cnfs[n], new_cnfs[n], specs[n]) for n in old_cnfs}
     size = list(input_size or recipe.data.input_size)
     diff, scale = output_difference(src, pruned, size, batch_size, seed, device)
+    if not (math.isfinite(diff) and math.isfinite(scale)):
+        raise PosenfsError(
+            f"the model's outputs are not finite (max |output| {scale}), so the pruned copy "
+            "cannot be verified; the checkpoint is unusable (retrain or resume from an "
+            "earlier one)"
+        )
     if threshold == 0 and not diff <= EXACT_TOLERANCE:
         raise PruneVerificationError(
             f"pruning at threshold 0 changed the outputs by {diff:.3g} (> {EXACT_TOLERANCE:g}); "
