@@ -268,6 +268,12 @@ def test_mpii_refuses_boxes_and_coco_refuses_head_boxes(mpii_ckpt, coco_ckpt, tm
         tmp_path / "x.mat",
     )
     assert "--head-boxes applies to MPII" in one_error_line(res)
+    args = ["--ann-file", MPII_JSON, "--image-dir", SHARED_DATA / "mpii", "--head-boxes"]
+    res = run_eval(mpii_ckpt, tmp_path, *args, tmp_path / "nope.mat")
+    assert "head-box file not found" in one_error_line(res)
+    (tmp_path / "three.json").write_text(json.dumps([[1, 1, 9, 9]] * 3))
+    res = run_eval(mpii_ckpt, tmp_path, *args, tmp_path / "three.json")
+    assert "5 records but 3 head boxes" in one_error_line(res)
     assert not (tmp_path / "runs").exists()
 
 
