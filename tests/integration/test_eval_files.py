@@ -268,6 +268,12 @@ def test_mpii_refuses_boxes_and_coco_refuses_head_boxes(mpii_ckpt, coco_ckpt, tm
         tmp_path / "x.mat",
     )
     assert "--head-boxes applies to MPII" in one_error_line(res)
+    args = ["--ann-file", MPII_JSON, "--image-dir", SHARED_DATA / "mpii", "--head-boxes"]
+    res = run_eval(mpii_ckpt, tmp_path, *args, tmp_path / "nope.mat")
+    assert "head-box file not found" in one_error_line(res)
+    (tmp_path / "three.json").write_text(json.dumps([[1, 1, 9, 9]] * 3))
+    res = run_eval(mpii_ckpt, tmp_path, *args, tmp_path / "three.json")
+    assert "5 records but 3 head boxes" in one_error_line(res)
     assert not (tmp_path / "runs").exists()
 
 
@@ -306,3 +312,32 @@ def test_coco_image_without_file_name_is_one_line(coco_ckpt, tmp_path):
     res = run_eval(coco_ckpt, tmp_path, "--ann-file", ann, "--image-dir", SHARED_DATA / "coco")
     assert "has no 'file_name'" in one_error_line(res)
     assert not (tmp_path / "runs").exists()
+
+
+@needs_shared
+def test_nan_model_scores_zero_with_a_count_and_valid_json(tmp_path):
+    import torch
+
+    recipe = load_recipe(RECIPES / "synthetic/tiny.yaml", ["data.keypoints=mpii"])
+    model = build_from_recipe(recipe, load_pretrained=False)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    ckpt = save_checkpoint(tmp_path / "nan.safetensors", model, recipe)
+    records = json.loads(MPII_JSON.read_text())
+    hb = tmp_path / "hb.json"
+    hb.write_text(json.dumps(head_boxes_1based(records).tolist()))
+    res = run_eval(
+        ckpt, tmp_path, "--ann-file", MPII_JSON, "--image-dir", SHARED_DATA / "mpii",
+        "--head-boxes", hb,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    labelled = sum(sum(v > 0 for v in r["joints_vis"]) for r in records)
+    assert f"{labelled} predicted keypoint(s) were not finite" in res.output
+
+    def refuse(name):
+        raise ValueError(name)
+
+    text = (tmp_path / "runs/eval/exp/metrics.json").read_text()
+    summary = json.loads(text, parse_constant=refuse)
+    assert summary["pckh"] == 0.0 and summary["non_finite_keypoints"] == labelled

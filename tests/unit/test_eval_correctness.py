@@ -243,11 +243,13 @@ def test_zero_size_detections_are_skipped_with_a_count():
         {"image_id": 1, "category_id": 1, "bbox": [5, 5, 0, 0], "score": 0.9},
         {"image_id": 1, "category_id": 1, "bbox": [5, 5, 10, 0], "score": 0.9},
         {"image_id": 1, "category_id": 1, "bbox": [90, 5, 30, 10], "score": 0.8},
+        {"image_id": 2, "category_id": 1, "bbox": [9, 5, 30, 10], "score": 0.8},
     ]
     ds = COCODataset(coco_from_dict(data), IMAGES, ann_name="f.json", detections=dets, **KW)
     assert len(ds) == 1 and float(ds.records.scales.min()) > 0
     assert any("skipped 2 detection(s) of zero size" in n for n in ds.notes)
     assert any("1 detection box(es) reach outside" in n for n in ds.notes)
+    assert any("1 detection(s) name an image_id that is not in" in n for n in ds.notes)
 
 
 # --- 6. head boxes from a file ----------------------------------------------------------------

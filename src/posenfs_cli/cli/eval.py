@@ -146,7 +146,7 @@ def _eval(
     from posenfs_cli.device import select_device
     from posenfs_cli.engine.checkpoint import build_from_checkpoint, read_checkpoint
     from posenfs_cli.engine.run import new_run_dir
-    from posenfs_cli.evaluation.evaluator import predict, score, unreadable_count
+    from posenfs_cli.evaluation.evaluator import json_safe, predict, score, unreadable_count
     from posenfs_cli.evaluation.pckh import save_pred_mat
 
     dev = select_device(resolve_device_option(ctx, device))
@@ -197,7 +197,7 @@ def _eval(
     files = []
     if "coco_results" in metrics:
         res = run_dir / "keypoints_results.json"
-        res.write_text(json.dumps(metrics.pop("coco_results")))
+        res.write_text(json.dumps(metrics.pop("coco_results"), allow_nan=False))
         files.append(res)
     else:
         files.append(save_pred_mat(run_dir / "pred.mat", preds.coords))
@@ -213,7 +213,8 @@ def _eval(
         "flip": flip,
         **{k: v for k, v in metrics.items() if k != "main"},
     }
-    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    text = json.dumps(json_safe(summary), indent=2, allow_nan=False)
+    (run_dir / "metrics.json").write_text(text + "\n")
     files += [run_dir / "results.md", run_dir / "metrics.json"]
     console.print()
     console.print(table, markup=False, soft_wrap=True)

@@ -266,6 +266,11 @@ def detection_records(
     """
     notes = notes if notes is not None else []
     in_gt = [d for d in detections if d["image_id"] in coco.imgs]
+    if len(in_gt) < len(detections):
+        notes.append(
+            f"{source}: {len(detections) - len(in_gt)} detection(s) name an image_id that is "
+            "not in the annotation file; left out"
+        )
     dets = [d for d in in_gt if d["bbox"][2] > 0 and d["bbox"][3] > 0]
     if len(dets) < len(in_gt):
         notes.append(f"{source}: skipped {len(in_gt) - len(dets)} detection(s) of zero size")

@@ -131,6 +131,20 @@ def predict(
     )
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf floats (e.g. the loss of a broken model, a never-labelled PCKh
+    column) replaced by None, so the file is JSON every reader accepts."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 def unreadable_count(preds: Predictions, dataset: Any = None) -> int:
     """Persons whose image could not be read (placeholders flagged ``valid`` False).
 
