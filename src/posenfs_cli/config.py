@@ -233,11 +233,15 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"recipe {p} is a folder; give a recipe YAML file")
         if not p.is_file():
             raise ConfigError(f"recipe not found: {p} (see recipes/ for the shipped recipes)")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"recipe {p} is not a YAML text file (binary data)") from exc
+        except (yaml.YAMLError, RecursionError) as exc:
             raise ConfigError(f"recipe {p} is not valid YAML: {exc}".splitlines()[0]) from exc
         if not isinstance(data, dict):
             raise ConfigError(f"recipe {p} must be a YAML mapping")

@@ -113,6 +113,7 @@ CASES = [
     ("search-recipe-folder", ["search", "--recipe", "adir"], "adir is a folder"),
     ("search-recipe-markup-missing", ["search", "--recipe", "x[/]y.yaml"], "x[/]y.yaml"),
     ("search-recipe-markup-bad-yaml", ["search", "--recipe", "r[bold].yaml"], "r[bold].yaml"),
+    ("search-recipe-binary", ["search", "--recipe", "binary.json"], "binary data"),
     ("train-genotype-binary", ["train", *TINY, "--genotype", "binary.json"], "binary data"),
     ("train-genotype-folder", ["train", *TINY, "--genotype", "adir"], "adir is a folder"),
     ("train-genotype-no-cells", ["train", *TINY, "--genotype", "no_cells.json"], "'cells'"),
