@@ -308,9 +308,9 @@ def _number_checks(recipe: Recipe) -> list[tuple[str, Any, str]]:
     """(key, value, rule) for every number whose range is known; rules: '>0', '>=0', '>=1'."""
     t, d, a, e = recipe.train, recipe.data, recipe.data.augment, recipe.eval
     return [
-        ("train.lr", t.lr, ">0"),
-        ("train.arch_lr", t.arch_lr, ">0"),
-        ("train.darts_arch_lr", t.darts_arch_lr, ">0"),
+        ("train.lr", t.lr, ">=0"),
+        ("train.arch_lr", t.arch_lr, ">=0"),
+        ("train.darts_arch_lr", t.darts_arch_lr, ">=0"),
         ("train.lr_factor", t.lr_factor, ">0"),
         ("train.weight_decay", t.weight_decay, ">=0"),
         ("train.arch_weight_decay", t.arch_weight_decay, ">=0"),

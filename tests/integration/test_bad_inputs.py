@@ -95,7 +95,7 @@ def assert_one_line_error(result, needle: str) -> str:
 # (id, argv, the text the one line must contain)
 CASES = [
     # --- search / train: recipe values ---
-    ("train-lr-negative", ["train", *TINY, "--lr", "-1"], "train.lr must be a finite number > 0"),
+    ("train-lr-negative", ["train", *TINY, "--lr", "-1"], "train.lr must be a finite number >= 0"),
     ("search-lr-nan", ["search", *TINY, "--set", "train.lr=.nan"], "train.lr must be"),
     ("search-sigma-0", ["search", *TINY, "--set", "data.sigma=0"], "data.sigma must be"),
     ("train-sigma-neg", ["train", *TINY, "--set", "data.sigma=-2"], "data.sigma must be"),
