@@ -65,7 +65,7 @@ complete -c posenfs -n '__fish_seen_subcommand_from predict' -l device -r -F -d 
 complete -c posenfs -n '__fish_seen_subcommand_from predict' -l max-frames -r -F -d 'Stop after N images/frames (videos, webcams, folders).'
 complete -c posenfs -n '__fish_seen_subcommand_from predict' -l coco-results -r -F -d 'With --boxes: also write one COCO keypoint-results JSON for all inputs'
 complete -c posenfs -n '__fish_seen_subcommand_from predict' -l help -s h -d 'Show help.'
-complete -c posenfs -n '__fish_seen_subcommand_from profile' -l recipe -s r -r -F -d 'A recipe YAML.'
+complete -c posenfs -n '__fish_seen_subcommand_from profile' -l recipe -s r -r -F -d 'A recipe YAML or a name under recipes/ (synthetic/tiny).'
 complete -c posenfs -n '__fish_seen_subcommand_from profile' -l input-size -r -F -d 'N or HxW (e.g. 256 or 384x288); default: the recipes.'
 complete -c posenfs -n '__fish_seen_subcommand_from profile' -l batch-size -s b -r -F -d 'Batch for the train step.'
 complete -c posenfs -n '__fish_seen_subcommand_from profile' -l runs -r -F -d 'Timed runs (median reported).'

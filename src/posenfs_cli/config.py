@@ -233,11 +233,15 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"recipe {p} is a folder; give a recipe YAML file")
         if not p.is_file():
             raise ConfigError(f"recipe not found: {p} (see recipes/ for the shipped recipes)")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"recipe {p} is not a YAML text file (binary data)") from exc
+        except (yaml.YAMLError, RecursionError) as exc:
             raise ConfigError(f"recipe {p} is not valid YAML: {exc}".splitlines()[0]) from exc
         if not isinstance(data, dict):
             raise ConfigError(f"recipe {p} must be a YAML mapping")
@@ -304,9 +308,9 @@ def _number_checks(recipe: Recipe) -> list[tuple[str, Any, str]]:
     """(key, value, rule) for every number whose range is known; rules: '>0', '>=0', '>=1'."""
     t, d, a, e = recipe.train, recipe.data, recipe.data.augment, recipe.eval
     return [
-        ("train.lr", t.lr, ">0"),
-        ("train.arch_lr", t.arch_lr, ">0"),
-        ("train.darts_arch_lr", t.darts_arch_lr, ">0"),
+        ("train.lr", t.lr, ">=0"),
+        ("train.arch_lr", t.arch_lr, ">=0"),
+        ("train.darts_arch_lr", t.darts_arch_lr, ">=0"),
         ("train.lr_factor", t.lr_factor, ">0"),
         ("train.weight_decay", t.weight_decay, ">=0"),
         ("train.arch_weight_decay", t.arch_weight_decay, ">=0"),

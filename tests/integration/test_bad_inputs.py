@@ -95,7 +95,7 @@ def assert_one_line_error(result, needle: str) -> str:
 # (id, argv, the text the one line must contain)
 CASES = [
     # --- search / train: recipe values ---
-    ("train-lr-negative", ["train", *TINY, "--lr", "-1"], "train.lr must be a finite number > 0"),
+    ("train-lr-negative", ["train", *TINY, "--lr", "-1"], "train.lr must be a finite number >= 0"),
     ("search-lr-nan", ["search", *TINY, "--set", "train.lr=.nan"], "train.lr must be"),
     ("search-sigma-0", ["search", *TINY, "--set", "data.sigma=0"], "data.sigma must be"),
     ("train-sigma-neg", ["train", *TINY, "--set", "data.sigma=-2"], "data.sigma must be"),
@@ -113,6 +113,7 @@ CASES = [
     ("search-recipe-folder", ["search", "--recipe", "adir"], "adir is a folder"),
     ("search-recipe-markup-missing", ["search", "--recipe", "x[/]y.yaml"], "x[/]y.yaml"),
     ("search-recipe-markup-bad-yaml", ["search", "--recipe", "r[bold].yaml"], "r[bold].yaml"),
+    ("search-recipe-binary", ["search", "--recipe", "binary.json"], "binary data"),
     ("train-genotype-binary", ["train", *TINY, "--genotype", "binary.json"], "binary data"),
     ("train-genotype-folder", ["train", *TINY, "--genotype", "adir"], "adir is a folder"),
     ("train-genotype-no-cells", ["train", *TINY, "--genotype", "no_cells.json"], "'cells'"),

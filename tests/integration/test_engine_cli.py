@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from posenfs_cli.cli.app import app
 from posenfs_cli.config import ModelConfig, Recipe
-from posenfs_cli.data.keypoints import COCO
+from posenfs_cli.data.keypoints import COCO, MPII
 from posenfs_cli.engine.checkpoint import save_checkpoint
 from posenfs_cli.models.build import build_model
 from posenfs_cli.nas.genotype import model_genotype, save_genotype
@@ -48,12 +48,21 @@ def test_resume_on_a_folder_that_is_not_a_run(tmp_path):
 
 
 def test_train_with_a_genotype_of_another_structure(tmp_path):
+    other = build_model(ModelConfig(backbone="mobilenet_v2", channels=4, parts=5), MPII)
+    geno = save_genotype(tmp_path / "g.json", model_genotype(other, "mpii"))
+    result = runner.invoke(
+        app, ["train", *TINY, "--project", str(tmp_path), "--genotype", str(geno)]
+    )
+    one_line_error(result, "genotype has CNFs")
+
+
+def test_train_with_a_genotype_of_another_layout(tmp_path):
     other = build_model(ModelConfig(backbone="mobilenet_v2", channels=4, parts=5), COCO)
     geno = save_genotype(tmp_path / "g.json", model_genotype(other, "coco"))
     result = runner.invoke(
         app, ["train", *TINY, "--project", str(tmp_path), "--genotype", str(geno)]
     )
-    one_line_error(result, "genotype has CNFs")
+    one_line_error(result, "searched with coco keypoints, this run uses mpii")
 
 
 def test_train_from_a_checkpoint_of_another_dataset(tmp_path):
