@@ -1,6 +1,7 @@
 """Model profiling: params, conv MACs (DESIGN §11 rule), thop's count, latency, throughput, memory.
 
-Conv MACs = Σ over Conv2d/Linear of ``weight.numel() × output H×W`` at batch 1, counted with our
+Conv MACs = Σ over Conv2d/Linear of ``weight.numel() × output H×W`` (ConvTranspose2d: × input
+H×W) at batch 1, counted with our
 own forward hooks and attributed to the backbone or a body part by module path. Params exclude
 α/β (architecture) parameters.
 """
@@ -71,21 +72,37 @@ def count_params(model: nn.Module) -> tuple[int, int, dict[str, int], int]:
 
 
 @torch.no_grad()
-def conv_macs(model: nn.Module, input_size: list[int], device: torch.device | str = "cpu"):
-    """(total, backbone, per part) conv/linear MACs at batch 1 via forward hooks."""
+def conv_macs(
+    model: nn.Module,
+    input_size: list[int],
+    device: torch.device | str = "cpu",
+    transpose_by_output: bool = False,
+):
+    """(total, backbone, per part) conv/linear MACs at batch 1 via forward hooks.
+
+    A ConvTranspose2d does ``weight.numel() × input H×W`` MACs (each input pixel is spread over
+    k×k outputs). ``transpose_by_output=True`` counts it by output H×W instead, as HRNet's
+    ``get_model_summary`` does; that is 4× too many for a stride-2 deconv, but it is how the
+    published SimpleBaseline sizes (8.9 "GFLOPs" at 256x192, Tab IV's 12.0G) were counted.
+    """
     part_names = [p.name for p in model.parts]
     counts: dict[str, int] = {"backbone": 0, **dict.fromkeys(part_names, 0)}
     handles = []
 
     def make_hook(owner: str):
-        def hook(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
-            spatial = out.shape[-1] * out.shape[-2] if isinstance(mod, nn.Conv2d) else 1
+        def hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
+            if isinstance(mod, nn.ConvTranspose2d) and not transpose_by_output:
+                spatial = inp[0].shape[-1] * inp[0].shape[-2]
+            elif isinstance(mod, nn.Conv2d | nn.ConvTranspose2d):
+                spatial = out.shape[-1] * out.shape[-2]
+            else:
+                spatial = 1
             counts[owner] += mod.weight.numel() * spatial
 
         return hook
 
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.Conv2d | nn.Linear):
+        if isinstance(mod, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
             handles.append(mod.register_forward_hook(make_hook(_owner(name, part_names))))
     was_training = model.training
     model.eval()
