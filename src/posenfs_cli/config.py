@@ -42,7 +42,7 @@ HEADS = ("cnf", "branchnet", "deconv")
 
 @dataclass
 class BranchnetConfig:
-    """Hand-designed part branch (paper Tab VI): 1x1 conv to ``width`` + ``depth`` residual blocks."""
+    """Hand-designed part branch (paper Tab VI): 1x1 conv to ``width``, ``depth`` res. blocks."""
 
     width: int = 400
     depth: int = 8
