@@ -40,6 +40,9 @@ class ProfileReport:
     memory_kind: str = ""
     arch_params: int = 0
     paper: dict[str, Any] = field(default_factory=dict)
+    # The papers' "GFLOPs": conv MACs / 2^30 with deconvs counted by output pixels (HRNet's
+    # get_model_summary); equals macs_total / 2^30 when the model has no ConvTranspose2d.
+    paper_gflops: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -222,6 +225,9 @@ def static_profile(
     model = model.to(device)
     total, backbone, per_part, arch = count_params(model)
     macs_total, macs_bb, macs_parts = conv_macs(model, input_size, device)
+    paper_macs = macs_total
+    if any(isinstance(m, nn.ConvTranspose2d) for m in model.modules()):
+        paper_macs = conv_macs(model, input_size, device, transpose_by_output=True)[0]
     return ProfileReport(
         input_size=list(input_size),
         batch_size=batch_size,
@@ -235,6 +241,7 @@ def static_profile(
         thop_macs=thop_macs(model, input_size),
         arch_params=arch,
         paper=dict(paper or {}),
+        paper_gflops=paper_macs / 2**30,
     )
 
 
