@@ -315,6 +315,11 @@ def prune_model(
 
     check_threshold(threshold)
     src = _unwrap(model)
+    if not any(True for _ in src.cnfs()):
+        raise PosenfsError(
+            f"nothing to prune: model.head={recipe.model.head} has no CNF cells or ops "
+            "(pruning removes what α/β switched off)"
+        )
     specs = find_dead(src, threshold)
     device = next(src.parameters()).device
     layout = get_layout(recipe.data.keypoints)
