@@ -68,7 +68,8 @@ def _experiment(ctx, sources, seeds, name, project, sets, threads, device, progr
         console=console,
         announce=lambda text: console.print(f"[bold cyan]experiment[/] {text}"),
     )
-    console.print(result.summary_md.read_text() if result.summary_md else "")
+    if result.summary_md is not None:  # markdown as written: no wrapping, no rich markup
+        console.print(result.summary_md.read_text(), soft_wrap=True, markup=False)
     console.print(
         f"[bold green]done.[/] {len(result.ran)} run(s) trained, {len(result.resumed)} resumed, "
         f"{len(result.skipped)} kept from before; results in [bold]{result.root}[/]"
