@@ -124,14 +124,17 @@ def test_experiment_killed_resumed_and_summary_equals_metrics(tmp_path):
             assert cells[0] == str(best["epoch"])
             assert cells[1] == f"{best['pckh']:.2f}" and cells[2] == f"{best['pckh@0.1']:.2f}"
             assert cells[6] == f"{wall:.1f}" and cells[7] == f"{ips:.1f}"
+            sizes = json.loads((run / "done.json").read_text())  # the run's final model
+            assert cells[3] == f"{sizes['params'] / 1e6:.3f}"
             per_seed.append((best["pckh"], best["pckh@0.1"], wall, ips))
         cells = rows[name]
-        assert cells[0] in ("search", "train") and cells[1] == "2"
+        # command, n, PCKh@0.5, PCKh@0.1, params, GMACs, GFLOPs, wall time, images/s
+        assert cells[0] == ("search" if name == "cnf" else "train") and cells[1] == "2"
         for col, idx, fmt in (
             (2, 0, "{:.2f}"),
             (3, 1, "{:.2f}"),
-            (8, 2, "{:.1f}"),
-            (9, 3, "{:.1f}"),
+            (7, 2, "{:.1f}"),
+            (8, 3, "{:.1f}"),
         ):
             vals = [p[idx] for p in per_seed]
             want = f"{fmt.format(statistics.fmean(vals))} ± {fmt.format(statistics.stdev(vals))}"
