@@ -159,6 +159,9 @@ def load_experiment(path: str | Path) -> Experiment:
         if not recipe:
             raise PosenfsError(f"{where} has no recipe (and the experiment sets no default)")
         name = str(entry.get("name") or Path(str(recipe)).stem)
+        beside = p.parent / str(recipe)
+        if not Path(str(recipe)).is_absolute() and beside.is_file():
+            recipe = str(beside)  # a recipe path relative to the experiment file
         runs.append(
             RunSpec(
                 name=name,
@@ -506,6 +509,11 @@ def run_experiment(
     announce: Callable[[str], None] | None = None,
 ) -> ExperimentResult:
     """Run (or continue) every run × seed, then write summary.md, summary.json and curves.png."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise PosenfsError(
+            "posenfs experiment runs its runs one after another in one process; start it "
+            "without torchrun (use torchrun with posenfs search/train for one big run)"
+        )
     console = console or Console()
     say = announce or (lambda _text: None)
     planned = plan_runs(exp)  # every user mistake before anything is written
