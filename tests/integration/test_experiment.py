@@ -225,3 +225,18 @@ def test_cnf_vs_branchnet_at_equal_params():
     }
     assert planned[1].recipe.model.head == "branchnet" and planned[1].command == "train"
     assert abs(sizes["branchnet"] - sizes["cnf"]) / sizes["cnf"] < 0.005
+
+
+def test_run_states(tmp_path):
+    from posenfs_cli.engine.experiment import run_state
+
+    run = tmp_path / "a-s0"
+    assert run_state(run) == "new"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: a\n")  # killed during the first epoch
+    assert run_state(run) == "partial"
+    (run / "last.safetensors").write_bytes(b"")
+    (run / "last.train.safetensors").write_bytes(b"")
+    assert run_state(run) == "resume"
+    (run / "done.json").write_text("{}")
+    assert run_state(run) == "done"
