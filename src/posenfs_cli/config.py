@@ -37,9 +37,35 @@ class FabricBackboneConfig:
     ops: list[str] = field(default_factory=lambda: list(BACKBONE_OPS))
 
 
+HEADS = ("cnf", "branchnet", "deconv")
+
+
+@dataclass
+class BranchnetConfig:
+    """Hand-designed part branch (paper Tab VI): 1x1 conv to ``width``, ``depth`` res. blocks."""
+
+    width: int = 400
+    depth: int = 8
+
+
+@dataclass
+class DeconvConfig:
+    """SimpleBaseline head: ``layers`` x [k x k deconv stride 2, BN, ReLU] at ``channels``, 1x1."""
+
+    channels: int = 256
+    layers: int = 3
+    kernel: int = 4
+
+
 @dataclass
 class ModelConfig:
     backbone: str = "mobilenet_v2"
+    # What sits on the backbone pyramid for each body part: "cnf" (the searched fabric, PoseNFS),
+    # "branchnet" (hand-designed part branches, the paper's Baseline-1/2) or "deconv"
+    # (SimpleBaseline's deconvolution head). Every head ends in the vector-in-pixel output.
+    head: str = "cnf"
+    branchnet: BranchnetConfig = field(default_factory=BranchnetConfig)
+    deconv: DeconvConfig = field(default_factory=DeconvConfig)
     fabric: FabricBackboneConfig = field(default_factory=FabricBackboneConfig)
     pretrained: str | None = None
     # Body-part grouping: 1/3/5/8 (paper Table I), "random" (seeded partition), or "custom"
@@ -379,7 +405,10 @@ def parse_input_size(text: str) -> list[int]:
 
 
 __all__ = [
+    "HEADS",
     "AugmentConfig",
+    "BranchnetConfig",
+    "DeconvConfig",
     "ConfigError",
     "DataConfig",
     "EvalConfig",

@@ -1,6 +1,7 @@
 """Model profiling: params, conv MACs (DESIGN §11 rule), thop's count, latency, throughput, memory.
 
-Conv MACs = Σ over Conv2d/Linear of ``weight.numel() × output H×W`` at batch 1, counted with our
+Conv MACs = Σ over Conv2d/Linear of ``weight.numel() × output H×W`` (ConvTranspose2d: × input
+H×W) at batch 1, counted with our
 own forward hooks and attributed to the backbone or a body part by module path. Params exclude
 α/β (architecture) parameters.
 """
@@ -39,6 +40,9 @@ class ProfileReport:
     memory_kind: str = ""
     arch_params: int = 0
     paper: dict[str, Any] = field(default_factory=dict)
+    # The papers' "GFLOPs": conv MACs / 2^30 with deconvs counted by output pixels (HRNet's
+    # get_model_summary); equals macs_total / 2^30 when the model has no ConvTranspose2d.
+    paper_gflops: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -71,21 +75,37 @@ def count_params(model: nn.Module) -> tuple[int, int, dict[str, int], int]:
 
 
 @torch.no_grad()
-def conv_macs(model: nn.Module, input_size: list[int], device: torch.device | str = "cpu"):
-    """(total, backbone, per part) conv/linear MACs at batch 1 via forward hooks."""
+def conv_macs(
+    model: nn.Module,
+    input_size: list[int],
+    device: torch.device | str = "cpu",
+    transpose_by_output: bool = False,
+):
+    """(total, backbone, per part) conv/linear MACs at batch 1 via forward hooks.
+
+    A ConvTranspose2d does ``weight.numel() × input H×W`` MACs (each input pixel is spread over
+    k×k outputs). ``transpose_by_output=True`` counts it by output H×W instead, as HRNet's
+    ``get_model_summary`` does; that is 4× too many for a stride-2 deconv, but it is how the
+    published SimpleBaseline sizes (8.9 "GFLOPs" at 256x192, Tab IV's 12.0G) were counted.
+    """
     part_names = [p.name for p in model.parts]
     counts: dict[str, int] = {"backbone": 0, **dict.fromkeys(part_names, 0)}
     handles = []
 
     def make_hook(owner: str):
-        def hook(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
-            spatial = out.shape[-1] * out.shape[-2] if isinstance(mod, nn.Conv2d) else 1
+        def hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
+            if isinstance(mod, nn.ConvTranspose2d) and not transpose_by_output:
+                spatial = inp[0].shape[-1] * inp[0].shape[-2]
+            elif isinstance(mod, nn.Conv2d | nn.ConvTranspose2d):
+                spatial = out.shape[-1] * out.shape[-2]
+            else:
+                spatial = 1
             counts[owner] += mod.weight.numel() * spatial
 
         return hook
 
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.Conv2d | nn.Linear):
+        if isinstance(mod, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
             handles.append(mod.register_forward_hook(make_hook(_owner(name, part_names))))
     was_training = model.training
     model.eval()
@@ -205,6 +225,9 @@ def static_profile(
     model = model.to(device)
     total, backbone, per_part, arch = count_params(model)
     macs_total, macs_bb, macs_parts = conv_macs(model, input_size, device)
+    paper_macs = macs_total
+    if any(isinstance(m, nn.ConvTranspose2d) for m in model.modules()):
+        paper_macs = conv_macs(model, input_size, device, transpose_by_output=True)[0]
     return ProfileReport(
         input_size=list(input_size),
         batch_size=batch_size,
@@ -218,6 +241,7 @@ def static_profile(
         thop_macs=thop_macs(model, input_size),
         arch_params=arch,
         paper=dict(paper or {}),
+        paper_gflops=paper_macs / 2**30,
     )
 
 

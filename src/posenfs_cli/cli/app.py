@@ -47,6 +47,7 @@ COMMAND_MODULES = [
     "posenfs_cli.cli.prune",
     "posenfs_cli.cli.eval",
     "posenfs_cli.cli.profile",
+    "posenfs_cli.cli.experiment",
     "posenfs_cli.cli.predict",
     "posenfs_cli.cli.export",
     "posenfs_cli.cli.visualize",

@@ -52,6 +52,12 @@ def render(report, title: str) -> Table:
             str(paper["reported_params"]),
             f"{paper.get('reported_gflops', '-')} GFLOPs (=MACs/2^30)",
         )
+        if report.paper_gflops is not None:
+            table.add_row(
+                "ours in the paper's unit",
+                f"{report.params_total / 1e6:.2f}M",
+                f"{report.paper_gflops:.2f} GFLOPs",
+            )
     return table
 
 

@@ -107,13 +107,13 @@ def summary_table(
         )
     )
     table.add_row("command", Text(f"{command} ({strategy}), recipe {recipe.name}"))
-    table.add_row(
-        "model",
-        Text(
-            f"{bb}; P={m.parts}, H={m.hidden}, C={m.channels}, d={m.vector_dim}, "
-            f"L={m.layers} cut {m.cut}"
-        ),
-    )
+    if m.head == "branchnet":
+        head = f"Branchnet W={m.branchnet.width} D={m.branchnet.depth}"
+    elif m.head == "deconv":
+        head = f"deconv {m.deconv.layers}x{m.deconv.channels}"
+    else:
+        head = f"H={m.hidden}, C={m.channels}, L={m.layers} cut {m.cut}"
+    table.add_row("model", Text(f"{bb}; P={m.parts}, {head}, d={m.vector_dim}"))
     root = f" at {d.root}" if d.root else " (in memory)"
     table.add_row(
         "data",
@@ -169,8 +169,10 @@ def run_training(
     from_checkpoint: Path | None = None,
 ) -> None:
     from posenfs_cli.engine.distributed import broadcast_object, cleanup, init_distributed
-    from posenfs_cli.engine.trainer import Trainer, TrainOptions
+    from posenfs_cli.engine.trainer import Trainer, TrainOptions, check_command
 
+    if recipe is not None:
+        check_command(recipe, command)  # before a run folder exists
     dist, dev = init_distributed(resolve_device_option(ctx, device))
     try:
         if resume is not None:

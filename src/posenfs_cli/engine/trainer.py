@@ -140,9 +140,20 @@ def split_heldout(n: int, seed: int) -> tuple[list[int], list[int]]:
     return sorted(perm[half:]), sorted(perm[:half])
 
 
+def check_command(recipe: Recipe, command: str) -> None:
+    """``search`` needs α/β: a baseline head (``model.head`` ≠ cnf) has none."""
+    head = recipe.model.head
+    if command == "search" and head != "cnf":
+        raise PosenfsError(
+            f"model.head={head} has no architecture (α/β) to search; train it instead: "
+            f"posenfs train --recipe <the same recipe>"
+        )
+
+
 class Trainer:
     def __init__(self, recipe: Recipe, opts: TrainOptions):
         validate_recipe(recipe)
+        check_command(recipe, opts.command)
         self.recipe = recipe
         self.opts = opts
         self.cfg = recipe.train

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from posenfs_cli.config import ModelConfig, Recipe
+from posenfs_cli.config import HEADS, ModelConfig, Recipe
 from posenfs_cli.data.keypoints import KeypointLayout, get_layout
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.backbones import build_backbone
@@ -26,6 +26,8 @@ def subnet_spec(cfg: ModelConfig) -> FabricSpec:
 
 
 def validate_model_config(cfg: ModelConfig) -> None:
+    if cfg.head not in HEADS:
+        raise PosenfsError(f"model.head must be one of {', '.join(HEADS)}; got {cfg.head!r}")
     check_ops(cfg.ops, "model.ops")
     if cfg.backbone == "fabric":
         check_ops(cfg.fabric.ops, "model.fabric.ops")
@@ -63,6 +65,21 @@ def build_model(
     unknown = set(prune) - {g.name for g in groups} - {"backbone"}
     if unknown:
         raise PosenfsError(f"pruning names unknown parts: {', '.join(sorted(unknown))}")
+    if cfg.head != "cnf":
+        from posenfs_cli.models.baselines import build_baseline_parts
+
+        if set(prune) - {"backbone"}:
+            raise PosenfsError(f"model.head={cfg.head} has no CNF parts to prune")
+        baseline = build_baseline_parts(
+            cfg.head,
+            groups,
+            list(backbone.out_channels),
+            cfg.branchnet,
+            cfg.deconv,
+            cfg.vector_dim,
+            cfg.bn_momentum,
+        )
+        return PoseNet(backbone, baseline, layout.num_joints)
     spec = subnet_spec(cfg)
     parts = [
         PartNet(

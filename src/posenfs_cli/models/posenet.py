@@ -51,7 +51,7 @@ class PartNet(nn.Module):
 class PoseNet(nn.Module):
     """Backbone + P part CNFs; output [N, K, H/4, W/4] in the dataset's native joint order."""
 
-    def __init__(self, backbone: nn.Module, parts: list[PartNet], num_joints: int):
+    def __init__(self, backbone: nn.Module, parts: list[nn.Module], num_joints: int):
         super().__init__()
         self.backbone = backbone
         self.parts = nn.ModuleList(parts)
@@ -86,4 +86,5 @@ class PoseNet(nn.Module):
         if isinstance(bb, CNF):
             yield "backbone", bb
         for part in self.parts:
-            yield part.name, part.cnf
+            if isinstance(part, PartNet):  # baseline heads (models/baselines.py) have no CNF
+                yield part.name, part.cnf

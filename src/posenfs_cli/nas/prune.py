@@ -326,6 +326,11 @@ def prune_model(
 
     check_threshold(threshold)
     src = _unwrap(model)
+    if not any(True for _ in src.cnfs()):
+        raise PosenfsError(
+            f"nothing to prune: model.head={recipe.model.head} has no CNF cells or ops "
+            "(pruning removes what α/β switched off)"
+        )
     check_finite(src)
     specs = find_dead(src, threshold)
     device = next(src.parameters()).device

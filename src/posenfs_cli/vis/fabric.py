@@ -403,6 +403,10 @@ def _draw_legend(img: Image, org: Point) -> None:
 def draw_overview(genotype: dict[str, Any], cols: int | None = None) -> Image:
     """Every CNF of a genotype in a grid (backbone first, then the parts), with a title."""
     cnfs = genotype.get("cnfs") if isinstance(genotype, dict) else None
+    if isinstance(cnfs, list) and not cnfs:
+        raise PosenfsError(
+            "this genotype has no CNF to draw (a baseline head: model.head=branchnet or deconv)"
+        )
     if not cnfs:
         raise PosenfsError("not a posenfs genotype (no 'cnfs' list)")
     tiles = [draw_fabric(c) for c in cnfs]
