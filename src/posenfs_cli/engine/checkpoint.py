@@ -116,7 +116,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     except (json.JSONDecodeError, ConfigError, ValueError, TypeError, RecursionError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PosenfsError(f"{p}: unreadable metadata ({reason})") from exc
-    check_genotype(genotype, f"{p} (genotype metadata)")
+    check_genotype(genotype, f"{p} (genotype metadata)", allow_empty=recipe.model.head != "cnf")
     return Checkpoint(p, tensors, metadata, recipe, genotype)
 
 

@@ -202,14 +202,19 @@ def load_genotype(path: str | Path) -> dict[str, Any]:
     return check_genotype(data, p)
 
 
-def check_genotype(data: Any, source: str | Path = "genotype") -> dict[str, Any]:
-    """Check the shape of a genotype (what every reader relies on) before anything uses it."""
+def check_genotype(
+    data: Any, source: str | Path = "genotype", allow_empty: bool = False
+) -> dict[str, Any]:
+    """Check the shape of a genotype (what every reader relies on) before anything uses it.
+
+    ``allow_empty``: a model with a baseline head (no CNF) has an empty ``cnfs`` list.
+    """
     where = str(source)
     try:
         cnfs = _cnfs(data)
     except PosenfsError as exc:
         raise PosenfsError(f"{where}: {exc}") from None
-    if not isinstance(cnfs, list) or not cnfs:
+    if not isinstance(cnfs, list) or not (cnfs or allow_empty):
         raise PosenfsError(f"{where}: 'cnfs' must be a non-empty list")
     for i, entry in enumerate(cnfs):
         _check_entry(entry, f"{where}: cnfs[{i}]")
