@@ -8,7 +8,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes"
+RECIPES = REPO / "src" / "posenfs_cli" / "recipes"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 needs_shared = pytest.mark.skipif(

@@ -58,7 +58,9 @@ def profile_command(
     checkpoint: Path | None = typer.Argument(
         None, help="A posenfs .safetensors checkpoint (or use --recipe)."
     ),
-    recipe: Path | None = typer.Option(None, "--recipe", "-r", help="A recipe YAML."),
+    recipe: str | None = typer.Option(
+        None, "--recipe", "-r", help="A recipe YAML or shipped name (mpii/mbv2_p3_h1_c10_256)."
+    ),
     input_size: str | None = typer.Option(
         None, "--input-size", help="N or HxW (e.g. 256 or 384x288); default: the recipe's."
     ),
@@ -76,7 +78,7 @@ def profile_command(
     """Count params and conv MACs, time the forward pass and a train step, report memory.
 
     Examples:
-      posenfs profile --recipe recipes/mpii/mbv2_p3_h1_c10_256.yaml
+      posenfs profile --recipe mpii/mbv2_p3_h1_c10_256
       posenfs profile runs/search/exp/best.safetensors --json
     """
     _profile(

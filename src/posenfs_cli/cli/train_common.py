@@ -9,11 +9,18 @@ import typer
 from rich.table import Table
 
 from posenfs_cli.cli.common import console, resolve_device_option
-from posenfs_cli.config import Recipe, apply_overrides, load_recipe, parse_input_size
+from posenfs_cli.config import (
+    Recipe,
+    apply_overrides,
+    find_recipe,
+    load_recipe,
+    parse_input_size,
+    recipes_dir,
+)
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.errors import PosenfsError
 
-RECIPES_DIR = Path(__file__).resolve().parents[3] / "recipes"
+RECIPES_DIR = recipes_dir()
 DEFAULT_RECIPE = "synthetic/quick"
 # With no --recipe, --dataset picks the paper's setting for that dataset (Tab II / Tab VII).
 DATASET_RECIPES = {
@@ -24,14 +31,8 @@ DATASET_RECIPES = {
 
 
 def resolve_recipe_path(text: str) -> Path:
-    """A path, or a name under recipes/ (``synthetic/quick`` or ``mpii/mbv2_p3_h1_c10_256``)."""
-    p = Path(text)
-    if p.is_file():
-        return p
-    for cand in (RECIPES_DIR / text, RECIPES_DIR / f"{text}.yaml"):
-        if cand.is_file():
-            return cand
-    raise PosenfsError(f"recipe not found: {text} (a YAML path or a name under {RECIPES_DIR})")
+    """A path, or a shipped recipe name (``synthetic/quick`` or ``mpii/mbv2_p3_h1_c10_256``)."""
+    return find_recipe(text)
 
 
 def flag_overrides(**flags: Any) -> list[str]:
@@ -206,8 +207,8 @@ O_RECIPE = typer.Option(
     None,
     "--recipe",
     "-r",
-    help=f"Recipe YAML or name under recipes/ [default: {DEFAULT_RECIPE}; with --dataset "
-    "mpii or coco, the paper's MobileNetV2 recipe for it].",
+    help=f"Recipe YAML or shipped name (e.g. synthetic/tiny) [default: {DEFAULT_RECIPE}; "
+    "with --dataset mpii or coco, the paper's MobileNetV2 recipe for it].",
 )
 O_DATASET = typer.Option(None, "--dataset", help="synthetic | mpii | coco.")
 O_DATA_ROOT = typer.Option(None, "--data-root", help="Dataset folder (see README: data layouts).")
