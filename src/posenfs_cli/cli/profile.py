@@ -9,7 +9,13 @@ import torch
 import typer
 from rich.table import Table
 
-from posenfs_cli.cli.common import console, resolve_device_option, user_errors
+from posenfs_cli.cli.common import (
+    checkpoint_or_latest,
+    console,
+    err_console,
+    resolve_device_option,
+    user_errors,
+)
 from posenfs_cli.config import load_recipe, parse_input_size
 from posenfs_cli.device import select_device
 from posenfs_cli.errors import PosenfsError
@@ -56,7 +62,9 @@ def render(report, title: str) -> Table:
 def profile_command(
     ctx: typer.Context,
     checkpoint: Path | None = typer.Argument(
-        None, help="A posenfs .safetensors checkpoint (or use --recipe)."
+        None,
+        help="A posenfs .safetensors checkpoint, or --recipe [default: the newest "
+        "runs/search|train/*/best.safetensors].",
     ),
     recipe: str | None = typer.Option(
         None, "--recipe", "-r", help="A recipe YAML or shipped name (mpii/mbv2_p3_h1_c10_256)."
@@ -78,6 +86,7 @@ def profile_command(
     """Count params and conv MACs, time the forward pass and a train step, report memory.
 
     Examples:
+      posenfs profile   (the newest search/train run's best checkpoint)
       posenfs profile --recipe mpii/mbv2_p3_h1_c10_256
       posenfs profile runs/search/exp/best.safetensors --json
     """
@@ -116,8 +125,10 @@ def _profile(
     from posenfs_cli.models.build import build_from_recipe
     from posenfs_cli.profiling import static_profile, time_model
 
-    if (checkpoint is None) == (recipe is None):
-        raise PosenfsError("give either a checkpoint or --recipe (exactly one)")
+    if checkpoint is not None and recipe is not None:
+        raise PosenfsError("give either a checkpoint or --recipe, not both")
+    if recipe is None:  # --json keeps stdout pure JSON: the note goes to stderr
+        checkpoint = checkpoint_or_latest(checkpoint, out=err_console if as_json else console)
     if batch_size < 1 or runs < 1:
         raise PosenfsError("--batch-size and --runs must be >= 1")
     if threads:

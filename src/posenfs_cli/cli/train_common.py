@@ -54,6 +54,7 @@ def flag_overrides(**flags: Any) -> list[str]:
         "val_every": "train.val_every",
         "grad_clip": "train.grad_clip",
         "amp": "train.amp",
+        "pretrained": "model.pretrained",
     }
     out = []
     for name, value in flags.items():
@@ -63,6 +64,8 @@ def flag_overrides(**flags: Any) -> list[str]:
             h, w = parse_input_size(value)
             out.append(f"data.input_size=[{h},{w}]")
             continue
+        if name == "pretrained" and str(value).strip().lower() in ("none", "null", ""):
+            value = "null"
         v = str(value).lower() if isinstance(value, bool) else value
         out.append(f"{keys[name]}={v}")
     return out
@@ -223,6 +226,12 @@ O_SEED = typer.Option(None, "--seed", help="Seed (data order, augmentation, rand
 O_VAL_EVERY = typer.Option(None, "--val-every", help="Validate every N epochs.")
 O_GRAD_CLIP = typer.Option(None, "--grad-clip", help="Clip the gradient norm (0: off).")
 O_AMP = typer.Option(None, "--amp", help="auto | bf16 | fp16 | off (auto: bf16 on CUDA).")
+O_PRETRAINED = typer.Option(
+    None,
+    "--pretrained",
+    help="Backbone initialisation: imagenet (downloaded once, see README), a weights file, "
+    "or none [default: the recipe's].",
+)
 O_SET = typer.Option([], "--set", help="Override any recipe key: key.path=value (repeatable).")
 O_NAME = typer.Option(None, "--name", help="Run name (auto-incremented if it exists).")
 O_PROJECT = typer.Option(Path("runs"), "--project", help="Parent folder of run folders.")
