@@ -13,8 +13,9 @@ torchvision, and checked before use:
   file must be complete (its header's tensor offsets must end exactly at the end of the file).
 
 ``POSENFS_WEIGHTS_URL`` points at a mirror: an ``http(s)://`` or ``file://`` base URL, or a local
-folder, holding the files under the names of :data:`IMAGENET` (``<base>/<filename>``). A local
-folder is used in place; a URL is downloaded into the cache. Downloads are atomic: a temporary
+folder, holding the files under the names of :data:`IMAGENET` (``<base>/<filename>``). A file
+already in the cache wins; otherwise a local folder is used in place and a URL is downloaded
+into the cache. Downloads are atomic: a temporary
 file next to the target, renamed when complete and verified, deleted on any failure.
 
 Public API::
@@ -234,7 +235,11 @@ def _download(url: str, target: Path, w: Weights, progress: bool) -> None:
 
 
 def fetch(w: Weights, progress: bool = True) -> Path:
-    """The verified local file of release ``w``: a mirror folder, the cache, or a download."""
+    """The verified local file of release ``w``: the cache, a mirror folder, or a download."""
+    target = cache_dir() / w.filename
+    if target.is_file():
+        _verify(target, w, w.sha256)
+        return target
     source = _mirror_source(w)
     if isinstance(source, Path):  # a local folder: used in place
         if not source.is_file():
@@ -244,10 +249,6 @@ def fetch(w: Weights, progress: bool = True) -> Path:
             )
         _verify(source, w, w.sha256)
         return source
-    target = cache_dir() / w.filename
-    if target.is_file():
-        _verify(target, w, w.sha256)
-        return target
     _download(source or w.url, target, w, progress)
     return target
 
