@@ -1,7 +1,8 @@
 """Model speed: one JSON line per recipe with forward (bs1) and train-step (bs8) timings.
 
     python benchmarks/model_speed.py                       # every paper recipe, 2 CPU threads
-    python benchmarks/model_speed.py --recipes recipes/mpii/mbv2_p3_h1_c10_256.yaml --runs 5
+    python benchmarks/model_speed.py --runs 5 \
+        --recipes src/posenfs_cli/recipes/mpii/mbv2_p3_h1_c10_256.yaml
 
 Timings are medians after warm-up, in channels_last (faster on this CPU, see --no-channels-last).
 """
@@ -21,8 +22,8 @@ from posenfs_cli.models.build import build_from_recipe
 from posenfs_cli.profiling import ChannelsLast, measure_latency, measure_train_step
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = sorted((ROOT / "recipes" / "mpii").glob("*.yaml")) + sorted(
-    (ROOT / "recipes" / "coco").glob("*.yaml")
+DEFAULT = sorted((ROOT / "src" / "posenfs_cli" / "recipes" / "mpii").glob("*.yaml")) + sorted(
+    (ROOT / "src" / "posenfs_cli" / "recipes" / "coco").glob("*.yaml")
 )
 
 

@@ -27,7 +27,7 @@ from posenfs_cli.inference.predictor import Predictor
 from posenfs_cli.models.build import build_from_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "recipes" / "mpii" / "mbv2_p3_h1_c10_256.yaml"
+DEFAULT = ROOT / "src" / "posenfs_cli" / "recipes" / "mpii" / "mbv2_p3_h1_c10_256.yaml"
 
 
 def person_boxes(n: int, width: int, height: int, seed: int = 0) -> np.ndarray:

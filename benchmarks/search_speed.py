@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", default=str(ROOT / "recipes/mpii/mbv2_p3_h1_c10_256.yaml"))
+    ap.add_argument(
+        "--recipe", default=str(ROOT / "src/posenfs_cli/recipes/mpii/mbv2_p3_h1_c10_256.yaml")
+    )
     ap.add_argument("--strategies", nargs="*", default=["sync"])
     ap.add_argument("--batch-size", type=int, default=24)
     ap.add_argument("--workers", type=int, default=2)

@@ -36,8 +36,8 @@ _posenfs() {
         'predict') subs=""; opts="--checkpoint -c --boxes --image-ids --box-thr --detector --whole-image --overlay --kpt-thr --flip --no-flip --batch-size -b --out -o --device --max-frames --coco-results --help -h" ;;
         'profile') subs=""; opts="--recipe -r --input-size --batch-size -b --runs --timing --no-timing --threads --channels-last --no-channels-last --set --device --json --help -h" ;;
         'prune') subs=""; opts="--threshold -t --out -o --input-size --batch-size -b --timing --no-timing --runs --device --json --help -h" ;;
-        'search') subs=""; opts="--recipe -r --strategy -s --dataset --data-root --epochs --batch-size -b --lr --arch-lr --arch-lr-decay --no-arch-lr-decay --input-size --parts --backbone --workers -j --seed --val-every --grad-clip --amp --set --name --project --exist-ok --resume --device --progress --no-progress --help -h" ;;
-        'train') subs=""; opts="--recipe -r --genotype -g --from --dataset --data-root --epochs --batch-size -b --lr --input-size --parts --backbone --workers -j --seed --val-every --grad-clip --amp --set --name --project --exist-ok --resume --device --progress --no-progress --help -h" ;;
+        'search') subs=""; opts="--recipe -r --strategy -s --dataset --data-root --epochs --batch-size -b --lr --arch-lr --arch-lr-decay --no-arch-lr-decay --input-size --parts --backbone --pretrained --workers -j --seed --val-every --grad-clip --amp --set --name --project --exist-ok --resume --device --progress --no-progress --help -h" ;;
+        'train') subs=""; opts="--recipe -r --genotype -g --from --dataset --data-root --epochs --batch-size -b --lr --input-size --parts --backbone --pretrained --workers -j --seed --val-every --grad-clip --amp --set --name --project --exist-ok --resume --device --progress --no-progress --help -h" ;;
         'visualize') subs="dataset arch curves genotype-diff heatmaps"; opts="--help -h" ;;
         'visualize arch') subs=""; opts="--out -o --help -h" ;;
         'visualize curves') subs=""; opts="--out -o --keys -k --help -h" ;;

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes"
+RECIPES = REPO / "src" / "posenfs_cli" / "recipes"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 needs_shared = pytest.mark.skipif(
@@ -21,3 +21,12 @@ needs_shared = pytest.mark.skipif(
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _no_weight_downloads(monkeypatch, tmp_path_factory):
+    """No test may reach the internet for ImageNet weights: an empty torch hub cache and an
+    empty local mirror folder make any unplanned `model.pretrained: imagenet` fail at once."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("TORCH_HOME", str(base / "torch_home"))
+    monkeypatch.setenv("POSENFS_WEIGHTS_URL", str(base / "no_weights_mirror"))

@@ -12,6 +12,7 @@ import copy
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -254,15 +255,46 @@ def recipe_from_dict(data: dict[str, Any]) -> Recipe:
     return _from_dict(Recipe, data or {}, "")
 
 
+def recipes_dir() -> Path:
+    """The folder of the recipes shipped inside the package (``posenfs_cli/recipes``)."""
+    return Path(str(resources.files("posenfs_cli") / "recipes"))
+
+
+def recipe_names() -> list[str]:
+    """Every shipped recipe as ``group/name`` (``synthetic/tiny``, ``mpii/mbv2_p3_h1_c10_256``)."""
+    root = recipes_dir()
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+
+
+def find_recipe(text: str | Path) -> Path:
+    """A recipe YAML path, or the name of a shipped recipe (with or without ``.yaml``).
+
+    An existing file wins over a shipped name, so ``./synthetic/tiny.yaml`` is always yours.
+    """
+    p = Path(text).expanduser()
+    if p.is_file():
+        return p
+    name = str(text).strip().replace("\\", "/")
+    if name and not Path(name).is_absolute() and ".." not in Path(name).parts:
+        root = recipes_dir()
+        for cand in (root / name, root / f"{name}.yaml"):
+            if cand.is_file():
+                return cand
+    groups = sorted({n.split("/")[0] for n in recipe_names()})
+    raise ConfigError(
+        f"recipe not found: {text} (a YAML file, or a shipped name such as synthetic/tiny "
+        f"or mpii/mbv2_p3_h1_c10_256; shipped groups: {', '.join(groups)})"
+    )
+
+
 def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
-    """Load a YAML recipe (or the defaults when ``path`` is None) and apply overrides."""
+    """Load a recipe (a YAML path or a shipped name, or the defaults when ``path`` is None) and
+    apply overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if p.is_dir():
-            raise ConfigError(f"recipe {p} is a folder; give a recipe YAML file")
-        if not p.is_file():
-            raise ConfigError(f"recipe not found: {p} (see recipes/ for the shipped recipes)")
+        if Path(path).is_dir():
+            raise ConfigError(f"recipe {path} is a folder; give a recipe YAML file")
+        p = find_recipe(path)
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except UnicodeDecodeError as exc:
@@ -419,9 +451,12 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "clone",
+    "find_recipe",
     "load_recipe",
     "parse_input_size",
     "recipe_from_dict",
+    "recipe_names",
     "recipe_to_yaml",
+    "recipes_dir",
     "validate_recipe",
 ]

@@ -19,7 +19,7 @@ def main() -> None:
     torch.set_num_threads(1)
     info, device = init_distributed("cpu")
     recipe = load_recipe(
-        REPO / "recipes/synthetic/tiny.yaml",
+        REPO / "src/posenfs_cli/recipes/synthetic/tiny.yaml",
         [
             "data.synthetic.train_images=16",
             "data.synthetic.val_images=8",

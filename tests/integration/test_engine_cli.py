@@ -125,11 +125,13 @@ def test_dataset_mpii_uses_the_paper_recipe(tmp_path):
             "--project",
             str(tmp_path / "runs"),
             "--no-progress",
+            "--pretrained",
+            "none",  # the recipe's ImageNet weights are covered (offline) in test_hub.py
         ],
     )
     assert result.exit_code == 0, result.output
     cfg = yaml.safe_load((tmp_path / "runs/search/exp/config.yaml").read_text())
-    assert cfg["name"] == "mbv2_p3_h1_c10_256"
+    assert cfg["name"] == "mbv2_p3_h1_c10_256" and cfg["model"]["pretrained"] is None
     assert cfg["model"]["parts"] == 5 and cfg["model"]["channels"] == 10
     assert cfg["model"]["backbone"] == "mobilenet_v2" and cfg["model"]["vector_dim"] == 8
     assert cfg["train"]["lr"] == 0.001 and cfg["train"]["lr_steps"] == [90, 120, 150]

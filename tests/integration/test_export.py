@@ -24,7 +24,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    recipe = load_recipe(REPO / "recipes" / "synthetic" / "tiny.yaml")
+    recipe = load_recipe(REPO / "src/posenfs_cli/recipes/synthetic/tiny.yaml")
     model = build_from_recipe(recipe, load_pretrained=False)
     with torch.no_grad():  # non-trivial BN statistics, so eval mode matters
         for m in model.modules():
@@ -70,7 +70,7 @@ def test_static_batch_and_default_path(ckpt, tmp_path):
 
 def test_exportable_merge_equals_index_add_even_with_repeated_joints():
     """The ONNX-friendly merge (gather / one-hot conv) equals PoseNet's index_add merge."""
-    recipe = load_recipe(REPO / "recipes" / "synthetic" / "tiny.yaml")
+    recipe = load_recipe(REPO / "src/posenfs_cli/recipes/synthetic/tiny.yaml")
     model = build_from_recipe(recipe, load_pretrained=False).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():

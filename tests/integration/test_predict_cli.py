@@ -26,7 +26,9 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     """A randomly initialised tiny model with the 17 COCO keypoints (64x64 input)."""
-    recipe = load_recipe(REPO / "recipes" / "synthetic" / "tiny.yaml", ["data.keypoints=coco"])
+    recipe = load_recipe(
+        REPO / "src/posenfs_cli/recipes/synthetic/tiny.yaml", ["data.keypoints=coco"]
+    )
     model = build_from_recipe(recipe, load_pretrained=False)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", model, recipe)
 

@@ -83,3 +83,15 @@ def check_folder_out(path: Path, option: str = "--out") -> Path:
 def resolve_device_option(ctx: typer.Context, local: str | None) -> str:
     """A subcommand's --device wins over the global one."""
     return local if local is not None else global_state(ctx).device
+
+
+def checkpoint_or_latest(path: Path | None, project: Path | str = "runs", out: Console = console):
+    """The given checkpoint, or the newest run's ``best.safetensors`` (announced on one line)."""
+    from posenfs_cli.engine.latest import checkpoint_or_latest as lookup
+
+    chosen, defaulted = lookup(path, project)
+    if defaulted:
+        out.print(
+            f"using [bold]{escape(str(chosen))}[/] (the newest run checkpoint)", soft_wrap=True
+        )
+    return chosen

@@ -10,7 +10,12 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from posenfs_cli.cli.common import console, resolve_device_option, user_errors
+from posenfs_cli.cli.common import (
+    checkpoint_or_latest,
+    console,
+    resolve_device_option,
+    user_errors,
+)
 from posenfs_cli.config import apply_overrides
 from posenfs_cli.errors import PosenfsError
 
@@ -35,7 +40,11 @@ def markdown_table(metrics: dict[str, Any], name: str) -> str:
 
 def eval_command(
     ctx: typer.Context,
-    checkpoint: Path = typer.Argument(..., help="A posenfs .safetensors checkpoint."),
+    checkpoint: Path | None = typer.Argument(
+        None,
+        help="A posenfs .safetensors checkpoint [default: the newest "
+        "runs/search|train/*/best.safetensors].",
+    ),
     dataset: str | None = typer.Option(
         None, "--dataset", help="mpii | coco | synthetic [default: the checkpoint's]."
     ),
@@ -69,6 +78,7 @@ def eval_command(
     """Evaluate a checkpoint: PCKh (MPII, as the official code) or COCO keypoint AP.
 
     Examples:
+      posenfs eval   (the newest search/train run's best checkpoint)
       posenfs eval runs/search/exp/best.safetensors
       posenfs eval best.safetensors --dataset mpii --data-root data/mpii --split valid
       posenfs eval best.safetensors --dataset coco --data-root data/coco --boxes dets.json
@@ -149,6 +159,7 @@ def _eval(
     from posenfs_cli.evaluation.evaluator import json_safe, predict, score, unreadable_count
     from posenfs_cli.evaluation.pckh import save_pred_mat
 
+    checkpoint = checkpoint_or_latest(checkpoint, project)
     dev = select_device(resolve_device_option(ctx, device))
     ckpt = read_checkpoint(checkpoint)
     rec = _data_config(ckpt, dataset, data_root, split, boxes, box_thr, workers, sets)

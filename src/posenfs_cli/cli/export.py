@@ -6,14 +6,18 @@ from pathlib import Path
 
 import typer
 
-from posenfs_cli.cli.common import console, fail, user_errors
+from posenfs_cli.cli.common import checkpoint_or_latest, console, fail, user_errors
 from posenfs_cli.errors import PosenfsError
 
 FORMATS = ("onnx",)
 
 
 def export_command(
-    checkpoint: Path = typer.Argument(..., help="A posenfs .safetensors checkpoint."),
+    checkpoint: Path | None = typer.Argument(
+        None,
+        help="A posenfs .safetensors checkpoint [default: the newest "
+        "runs/search|train/*/best.safetensors].",
+    ),
     fmt: str = typer.Option("onnx", "--format", "-f", help="Export format (onnx)."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output file (default: the checkpoint's path with .onnx)."
@@ -33,6 +37,7 @@ def export_command(
     normalisation, keypoint names and flip pairs.
 
     Examples:
+      posenfs export   (the newest search/train run's best checkpoint)
       posenfs export runs/train/exp/best.safetensors
       posenfs export best.safetensors --out model.onnx --opset 17 --batch 1
     """
@@ -40,11 +45,14 @@ def export_command(
 
 
 @user_errors
-def _export(checkpoint: Path, fmt: str, out: Path | None, opset: int, batch: str, atol: float):
+def _export(
+    checkpoint: Path | None, fmt: str, out: Path | None, opset: int, batch: str, atol: float
+):
     from posenfs_cli.data.keypoints import get_layout
     from posenfs_cli.engine.checkpoint import build_from_checkpoint
     from posenfs_cli.inference.export import export_and_check, parse_batch
 
+    checkpoint = checkpoint_or_latest(checkpoint)
     if fmt.lower() not in FORMATS:
         raise PosenfsError(f"--format {fmt!r}: supported formats are {', '.join(FORMATS)}")
     if not 9 <= opset <= 23:

@@ -27,7 +27,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from posenfs_cli.cli.common import console, resolve_device_option, user_errors
+from posenfs_cli.cli.common import (
+    checkpoint_or_latest,
+    console,
+    resolve_device_option,
+    user_errors,
+)
 from posenfs_cli.data.keypoints import KeypointLayout
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.vis.draw import draw_instances
@@ -36,7 +41,7 @@ from posenfs_cli.vis.draw import draw_instances
 @dataclass
 class Options:
     src: str
-    checkpoint: Path
+    checkpoint: Path | None
     boxes: Path | None
     image_ids: Path | None
     box_thr: float
@@ -109,8 +114,12 @@ def predict_command(
     src: str = typer.Argument(
         ..., help="An image, a folder of images, a video file, or webcam[:id]."
     ),
-    checkpoint: Path = typer.Option(
-        ..., "--checkpoint", "-c", help="A posenfs .safetensors checkpoint."
+    checkpoint: Path | None = typer.Option(
+        None,
+        "--checkpoint",
+        "-c",
+        help="A posenfs .safetensors checkpoint [default: the newest "
+        "runs/search|train/*/best.safetensors].",
     ),
     boxes: Path | None = typer.Option(
         None,
@@ -160,6 +169,7 @@ def predict_command(
     model output is written as null); a video gets one list of {frame_id, instances}.
 
     Examples:
+      posenfs predict photo.jpg --overlay   (the newest search/train run's best checkpoint)
       posenfs predict photo.jpg -c best.safetensors --detector hog --overlay
       posenfs predict val2017/ -c best.safetensors --boxes person_detections.json
       posenfs predict clip.mp4 -c best.safetensors --detector hog --overlay --max-frames 300
@@ -193,6 +203,7 @@ def _predict(opts: Options) -> None:
     from posenfs_cli.inference.predictor import Predictor
     from posenfs_cli.inference.sources import Frame, ImageFiles, open_source
 
+    checkpoint = checkpoint_or_latest(opts.checkpoint)
     if opts.batch_size < 1:
         raise PosenfsError("--batch-size must be >= 1")
     dev = select_device(opts.device)
@@ -202,7 +213,7 @@ def _predict(opts: Options) -> None:
         for i, p in enumerate(source.paths):
             box_source.image_id(Frame(i, p.stem, None, p))  # fail fast on unmatched names
     predictor = Predictor.from_checkpoint(
-        opts.checkpoint, dev, flip=opts.flip, batch_size=opts.batch_size
+        checkpoint, dev, flip=opts.flip, batch_size=opts.batch_size
     )
     out_dir = (
         Path(opts.out) if opts.out is not None else new_run_dir("runs", "predict", source.name)

@@ -10,7 +10,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from posenfs_cli.cli.common import console, resolve_device_option, user_errors
+from posenfs_cli.cli.common import (
+    checkpoint_or_latest,
+    console,
+    err_console,
+    resolve_device_option,
+    user_errors,
+)
 from posenfs_cli.cli.train_common import resolve_recipe_path
 from posenfs_cli.config import load_recipe, parse_input_size, validate_recipe
 from posenfs_cli.device import select_device
@@ -64,10 +70,12 @@ def render(report, title: str) -> Table:
 def profile_command(
     ctx: typer.Context,
     checkpoint: Path | None = typer.Argument(
-        None, help="A posenfs .safetensors checkpoint (or use --recipe)."
+        None,
+        help="A posenfs .safetensors checkpoint, or --recipe [default: the newest "
+        "runs/search|train/*/best.safetensors].",
     ),
     recipe: str | None = typer.Option(
-        None, "--recipe", "-r", help="A recipe YAML or a name under recipes/ (synthetic/tiny)."
+        None, "--recipe", "-r", help="A recipe YAML or shipped name (mpii/mbv2_p3_h1_c10_256)."
     ),
     input_size: str | None = typer.Option(
         None, "--input-size", help="N or HxW (e.g. 256 or 384x288); default: the recipe's."
@@ -86,7 +94,8 @@ def profile_command(
     """Count params and conv MACs, time the forward pass and a train step, report memory.
 
     Examples:
-      posenfs profile --recipe recipes/mpii/mbv2_p3_h1_c10_256.yaml
+      posenfs profile   (the newest search/train run's best checkpoint)
+      posenfs profile --recipe mpii/mbv2_p3_h1_c10_256
       posenfs profile runs/search/exp/best.safetensors --json
     """
     _profile(
@@ -124,8 +133,10 @@ def _profile(
     from posenfs_cli.models.build import build_from_recipe
     from posenfs_cli.profiling import static_profile, time_model
 
-    if (checkpoint is None) == (recipe is None):
-        raise PosenfsError("give either a checkpoint or --recipe (exactly one)")
+    if checkpoint is not None and recipe is not None:
+        raise PosenfsError("give either a checkpoint or --recipe, not both")
+    if recipe is None:  # --json keeps stdout pure JSON: the note goes to stderr
+        checkpoint = checkpoint_or_latest(checkpoint, out=err_console if as_json else console)
     if batch_size < 1 or runs < 1:
         raise PosenfsError("--batch-size and --runs must be >= 1")
     if threads is not None and threads < 1:

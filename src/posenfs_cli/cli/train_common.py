@@ -14,6 +14,7 @@ from posenfs_cli.cli.common import console, resolve_device_option
 from posenfs_cli.config import (
     Recipe,
     apply_overrides,
+    find_recipe,
     load_recipe,
     parse_input_size,
     validate_recipe,
@@ -21,7 +22,6 @@ from posenfs_cli.config import (
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.errors import PosenfsError
 
-RECIPES_DIR = Path(__file__).resolve().parents[3] / "recipes"
 DEFAULT_RECIPE = "synthetic/quick"
 # With no --recipe, --dataset picks the paper's setting for that dataset (Tab II / Tab VII).
 DATASET_RECIPES = {
@@ -32,16 +32,10 @@ DATASET_RECIPES = {
 
 
 def resolve_recipe_path(text: str) -> Path:
-    """A path, or a name under recipes/ (``synthetic/quick`` or ``mpii/mbv2_p3_h1_c10_256``)."""
-    p = Path(text)
-    if p.is_file():
-        return p
-    for cand in (RECIPES_DIR / text, RECIPES_DIR / f"{text}.yaml"):
-        if cand.is_file():
-            return cand
-    if p.is_dir():
+    """A path, or a shipped recipe name (``synthetic/quick`` or ``mpii/mbv2_p3_h1_c10_256``)."""
+    if Path(text).is_dir():
         raise PosenfsError(f"--recipe {text} is a folder; give a recipe YAML file or name")
-    raise PosenfsError(f"recipe not found: {text} (a YAML path or a name under {RECIPES_DIR})")
+    return find_recipe(text)
 
 
 def flag_overrides(**flags: Any) -> list[str]:
@@ -63,6 +57,7 @@ def flag_overrides(**flags: Any) -> list[str]:
         "val_every": "train.val_every",
         "grad_clip": "train.grad_clip",
         "amp": "train.amp",
+        "pretrained": "model.pretrained",
     }
     out = []
     for name, value in flags.items():
@@ -72,6 +67,8 @@ def flag_overrides(**flags: Any) -> list[str]:
             h, w = parse_input_size(value)
             out.append(f"data.input_size=[{h},{w}]")
             continue
+        if name == "pretrained" and str(value).strip().lower() in ("none", "null", ""):
+            value = "null"
         v = str(value).lower() if isinstance(value, bool) else value
         out.append(f"{keys[name]}={v}")
     return out
@@ -222,8 +219,8 @@ O_RECIPE = typer.Option(
     None,
     "--recipe",
     "-r",
-    help=f"Recipe YAML or name under recipes/ [default: {DEFAULT_RECIPE}; with --dataset "
-    "mpii or coco, the paper's MobileNetV2 recipe for it].",
+    help=f"Recipe YAML or shipped name (e.g. synthetic/tiny) [default: {DEFAULT_RECIPE}; "
+    "with --dataset mpii or coco, the paper's MobileNetV2 recipe for it].",
 )
 O_DATASET = typer.Option(None, "--dataset", help="synthetic | mpii | coco.")
 O_DATA_ROOT = typer.Option(None, "--data-root", help="Dataset folder (see README: data layouts).")
@@ -238,6 +235,12 @@ O_SEED = typer.Option(None, "--seed", help="Seed (data order, augmentation, rand
 O_VAL_EVERY = typer.Option(None, "--val-every", help="Validate every N epochs.")
 O_GRAD_CLIP = typer.Option(None, "--grad-clip", help="Clip the gradient norm (0: off).")
 O_AMP = typer.Option(None, "--amp", help="auto | bf16 | fp16 | off (auto: bf16 on CUDA).")
+O_PRETRAINED = typer.Option(
+    None,
+    "--pretrained",
+    help="Backbone initialisation: imagenet (downloaded once, see README), a weights file, "
+    "or none [default: the recipe's].",
+)
 O_SET = typer.Option([], "--set", help="Override any recipe key: key.path=value (repeatable).")
 O_NAME = typer.Option(None, "--name", help="Run name (auto-incremented if it exists).")
 O_PROJECT = typer.Option(Path("runs"), "--project", help="Parent folder of run folders.")

@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from posenfs_cli.cli.common import (
     check_image_out,
+    checkpoint_or_latest,
     console,
     resolve_device_option,
     user_errors,
@@ -18,8 +19,15 @@ from posenfs_cli.errors import PosenfsError
 
 def heatmaps_command(
     ctx: typer.Context,
-    checkpoint: Path = typer.Argument(..., help="A posenfs .safetensors checkpoint."),
-    image: Path = typer.Argument(..., help="An image with one person (or use --box)."),
+    checkpoint: Path | None = typer.Argument(
+        None,
+        help="A posenfs .safetensors checkpoint; with a single argument it is the IMAGE and the "
+        "checkpoint is the newest runs/search|train/*/best.safetensors.",
+        show_default=False,
+    ),
+    image: Path | None = typer.Argument(
+        None, help="An image with one person (or use --box).", show_default=False
+    ),
     box: str | None = typer.Option(
         None, "--box", help="Person box x1,y1,x2,y2 in pixels [default: the whole image]."
     ),
@@ -29,8 +37,9 @@ def heatmaps_command(
 ) -> None:
     """Draw the predicted skeleton and the heatmaps of each body part's CNF.
 
-    Example:
+    Examples:
       posenfs visualize heatmaps runs/search/exp/best.safetensors person.jpg
+      posenfs visualize heatmaps person.jpg   (the newest search/train run's best checkpoint)
     """
     _heatmaps(ctx, checkpoint, image, box, kpt_thr, out, device)
 
@@ -46,6 +55,11 @@ def _heatmaps(ctx, checkpoint, image, box, kpt_thr, out, device) -> None:
     from posenfs_cli.inference.predictor import Predictor
     from posenfs_cli.vis.heatmaps import part_heatmaps, render_heatmaps
 
+    if image is None:  # one argument: the image
+        checkpoint, image = None, checkpoint
+    if image is None:
+        raise PosenfsError("give an IMAGE (and optionally a checkpoint before it)")
+    checkpoint = checkpoint_or_latest(checkpoint)
     out = check_image_out(out or Path("runs/visualize") / f"heatmaps_{image.stem}.png")
     dev = select_device(resolve_device_option(ctx, device))
     pred = Predictor.from_checkpoint(checkpoint, dev, flip=False, channels_last=False)

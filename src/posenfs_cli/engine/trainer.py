@@ -207,6 +207,12 @@ class Trainer:
         model = build_model(
             rec.model, self.layout, prune=prune, load_pretrained=not self.opts.resume
         )
+        report = getattr(model.backbone, "pretrained_report", None)
+        if report is not None:  # a pretrained load is never silent
+            from rich.markup import escape
+
+            for line in report.lines():
+                self.log(escape(line))
         if self.opts.genotype is not None:
             apply_genotype(model, self.opts.genotype)
         return model

@@ -51,6 +51,11 @@ def build_model(
     """Backbone + one CNF per body part; ``prune`` maps part name or 'backbone' -> absent parts."""
     validate_model_config(cfg)
     prune = prune or {}
+    if cfg.pretrained and load_pretrained:  # "imagenet" -> the downloaded, verified file
+        from posenfs_cli.hub import resolve_pretrained
+
+        path = resolve_pretrained(cfg.pretrained, cfg.backbone)
+        cfg = ModelConfig(**{**cfg.__dict__, "pretrained": str(path)})
     if cfg.backbone == "fabric":
         backbone = FabricBackbone(cfg.fabric, cfg.bn_momentum, prune.get("backbone"))
         if cfg.pretrained and load_pretrained:

@@ -20,9 +20,9 @@ one-hot:
   ``entropy``, and many steps (Adam moves a logit by ≲ lr per step: 110 / 1e-3 ≈ 1e5 steps at
   the paper's arch lr), so it suits full-length searches or a larger arch lr.
 
-Recommended: ``train.sparsity: entropy`` with an undecayed arch lr (``recipes/synthetic/
-sparse.yaml``: weight 0.01, arch lr 0.05), then ``posenfs prune --threshold 0.01``, reading the
-output difference it reports and checking with ``posenfs eval``; measured results are in
+Recommended: ``train.sparsity: entropy`` with an undecayed arch lr (the shipped recipe
+``synthetic/sparse``: weight 0.01, arch lr 0.05), then ``posenfs prune --threshold 0.01``,
+reading the output difference it reports and checking with ``posenfs eval``; measured results are in
 ``benchmarks/README.md``. The ``zero`` op is left out of the α terms (see ``_arch_rows``).
 
 A sparsemax normaliser is not offered: softmax is hard-wired in ``CNF.alpha_weights`` and

@@ -12,20 +12,27 @@ torch checkpoint (read with ``weights_only=True``). Loading is strict in both di
   ``num_batches_tracked`` counters may be absent: older checkpoints do not have them).
 
 Any problem raises :class:`~posenfs_cli.errors.PosenfsError` with a single message naming the
-file and (up to ``MAX_LISTED`` of) the offending keys.
+file and (up to ``MAX_LISTED`` of) the offending keys; a file none of whose keys match is
+reported as such. A successful load never passes silently: it returns a :class:`LoadReport`
+(also kept as ``module.pretrained_report``) counting what was loaded per top-level module and
+what in the file was ignored (parts we do not build, and everything outside a ``backbone.``
+subtree, e.g. the heads of a whole pose model), which the trainer prints.
 
 Public API::
 
     KeyMap = Callable[[str], str | None]
-    read_checkpoint(path) -> dict[str, Tensor]
-    apply_checkpoint(module, state, key_map, unused=None, source_name="", path=None) -> None
-    load_pretrained(module, path, key_map, unused=None, source_name="") -> None
+    LoadReport(path, source, loaded, unused, outside); .lines() -> list[str]
+    read_checkpoint(path) -> StateDict (a dict[str, Tensor]; .outside counts dropped subtrees)
+    apply_checkpoint(module, state, key_map, unused=None, source_name="", path=None) -> LoadReport
+    load_pretrained(module, path, key_map, unused=None, source_name="") -> LoadReport
     prefix_matcher(*prefixes) -> Callable[[str], bool]
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,71 @@ MAX_LISTED = 10
 # Containers that training scripts commonly wrap a state dict in, tried in this order.
 _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "net")
 _NUM_BATCHES = "num_batches_tracked"
+
+
+class StateDict(dict):
+    """A flat ``{name: tensor}`` read from a file; ``outside`` counts the tensors of subtrees
+    dropped while unwrapping it (top-level name -> tensors), e.g. a pose model's head."""
+
+    outside: dict[str, int]
+
+    def __init__(self, *args, outside: Mapping[str, int] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.outside = dict(outside or {})
+
+
+def _top(key: str, depth: int = 1) -> str:
+    return ".".join(key.split(".")[:depth])
+
+
+def _count(keys: Iterable[str], depth: int = 1) -> dict[str, int]:
+    return dict(Counter(_top(k, depth) for k in keys))
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
+
+
+def _group_unused(keys: Iterable[str], our_tops: set[str]) -> dict[str, int]:
+    """Counts by top-level name, one level deeper inside a module we do build (features.17)."""
+    return dict(Counter(_top(k, 2 if _top(k) in our_tops else 1) for k in keys))
+
+
+@dataclass
+class LoadReport:
+    """What a pretrained load took from a file and what it left there."""
+
+    path: Path | None
+    source: str
+    loaded: dict[str, int]  # our top-level module -> tensors loaded into it
+    unused: dict[str, int] = field(default_factory=dict)  # file prefix -> tensors we don't build
+    outside: dict[str, int] = field(default_factory=dict)  # file subtree -> tensors not read
+
+    @property
+    def total(self) -> int:
+        return sum(self.loaded.values())
+
+    def lines(self) -> list[str]:
+        where = f" from {self.path}" if self.path is not None else ""
+        what = f"{self.source} weights" if self.source else "weights"
+        out = [
+            f"pretrained: loaded {self.total} tensors of {what}{where} into the backbone "
+            f"({_counts(self.loaded)})"
+        ]
+        if self.unused:
+            n = sum(self.unused.values())
+            out.append(
+                f"pretrained: ignored {n} tensors of layers the backbone does not build "
+                f"({_counts(self.unused)})"
+            )
+        if self.outside:
+            n = sum(self.outside.values())
+            out.append(
+                f"pretrained: ignored {n} tensors outside the file's backbone "
+                f"({_counts(self.outside)}): model.pretrained loads a backbone only, the part "
+                "networks start from scratch (to use a whole trained model: posenfs import)"
+            )
+        return out
 
 
 def identity_map(key: str) -> str:
@@ -67,7 +139,7 @@ def _listing(keys: Iterable[str]) -> str:
     return shown
 
 
-def _unwrap(obj: Any, path: Path) -> dict[str, Tensor]:
+def _unwrap(obj: Any, path: Path) -> StateDict:
     """Find the flat ``{name: tensor}`` mapping inside a loaded checkpoint object."""
     while isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
         inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
@@ -83,12 +155,14 @@ def _unwrap(obj: Any, path: Path) -> dict[str, Tensor]:
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     # Detector / pose-framework checkpoints (mmdet, mmpose, ...): keep the backbone subtree.
+    outside: dict[str, int] = {}
     if any(k.startswith("backbone.") for k in state):
+        outside = _count(k for k in state if not k.startswith("backbone."))
         state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-    return state
+    return StateDict(state, outside=outside)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
+def read_checkpoint(path: str | Path) -> StateDict:
     """Read a ``.safetensors`` or torch weights file and return its flat state dict (CPU).
 
     Common wrappers are removed: a ``state_dict``/``model``/... container, a ``module.`` prefix
@@ -119,21 +193,26 @@ def apply_checkpoint(
     unused: Callable[[str], bool] | None = None,
     source_name: str = "",
     path: str | Path | None = None,
-) -> None:
+) -> LoadReport:
     """Load an already-read checkpoint ``state`` into ``module`` through ``key_map`` (strict).
 
     Checkpoint keys for which ``unused(key)`` is true are dropped first; every other key must
     be mapped by ``key_map`` onto one of our keys. ``source_name`` (e.g. ``"MobileNetV2 (timm
-    names)"``) and ``path`` only make the error message clearer.
+    names)"``) and ``path`` only make the messages clearer. Returns (and stores as
+    ``module.pretrained_report``) what was loaded and what was ignored.
     """
+    what = f"{source_name} weights" if source_name else "weights"
+    where = f" from {path}" if path is not None else ""
     ours = module.state_dict()
     mapped: dict[str, Tensor] = {}
     origin: dict[str, str] = {}  # our key -> the checkpoint key that provided it
     unexpected: list[str] = []
     duplicated: list[str] = []
     mismatched: list[str] = []
+    dropped: list[str] = []
     for key, tensor in state.items():
         if unused is not None and unused(key):
+            dropped.append(key)
             continue
         target = key_map(key)
         if target is None:
@@ -152,6 +231,12 @@ def apply_checkpoint(
                 mismatched.append(
                     f"{shown}: file {list(tensor.shape)} vs model {list(ours[target].shape)}"
                 )
+    if not origin:
+        raise PosenfsError(
+            f"cannot load {what}{where}: none of its {len(state)} tensors match this backbone "
+            f"(its keys look like {_listing(list(state)[:3])}; ours like "
+            f"{_listing(list(ours)[:3])})"
+        )
     # Keys with a wrong shape count as mismatched, not also as missing.
     missing = [k for k in ours if k not in origin and not k.endswith(_NUM_BATCHES)]
 
@@ -165,13 +250,20 @@ def apply_checkpoint(
     if duplicated:
         problems.append(f"{len(duplicated)} key(s) mapped twice: {_listing(duplicated)}")
     if problems:
-        what = f"{source_name} weights" if source_name else "weights"
-        where = f" from {path}" if path is not None else ""
         raise PosenfsError(f"cannot load {what}{where}: " + "; ".join(problems))
 
     full = {k: mapped.get(k, v) for k, v in ours.items()}
     with torch.no_grad():
         module.load_state_dict(full, strict=True)
+    report = LoadReport(
+        Path(path) if path is not None else None,
+        source_name,
+        _count(mapped),
+        unused=_group_unused(dropped, {_top(k) for k in ours}),
+        outside=dict(getattr(state, "outside", {})),
+    )
+    module.pretrained_report = report
+    return report
 
 
 def load_pretrained(
@@ -180,7 +272,7 @@ def load_pretrained(
     key_map: KeyMap,
     unused: Callable[[str], bool] | None = None,
     source_name: str = "",
-) -> None:
+) -> LoadReport:
     """Read ``path`` (see :func:`read_checkpoint`) and load it with :func:`apply_checkpoint`."""
     state = read_checkpoint(path)
-    apply_checkpoint(module, state, key_map, unused, source_name, path=Path(path))
+    return apply_checkpoint(module, state, key_map, unused, source_name, path=Path(path))
