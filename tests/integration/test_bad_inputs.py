@@ -254,4 +254,14 @@ def test_nan_checkpoint_is_not_called_no_visible_change(fixtures):
     model, ckpt = build_from_checkpoint(fixtures / "nan.safetensors")
     with pytest.raises(PosenfsError, match="non-finite"):
         prune_model(model, ckpt.recipe, threshold=0.1, input_size=[64, 64])
-    assert math.isnan(float(next(model.parameters()).view(-1)[0]))
+    assert math.isnan(float(next(model.parameters()).detach().view(-1)[0]))
+
+
+def test_profile_accepts_the_recipe_names_search_accepts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(
+        app, ["--device", "cpu", "profile", "--recipe", "synthetic/tiny", "--no-timing", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["name"] == "tiny" and report["params_total"] > 0
