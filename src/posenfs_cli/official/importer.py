@@ -31,7 +31,7 @@ from posenfs_cli.config import ModelConfig, Recipe
 from posenfs_cli.data.keypoints import get_layout
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.nas.cell import SLOT_NAMES, num_edges
-from posenfs_cli.nas.fabric import CellKey, PruneSpec, cells_in_layer, scale_channels, slot_wiring
+from posenfs_cli.nas.fabric import CellKey, PruneSpec, cells_in_layer, slot_wiring
 from posenfs_cli.nas.ops import ZERO
 from posenfs_cli.official import format as fmt
 
@@ -107,6 +107,7 @@ class PartArch:
     cells: list[CellKey]  # present in the file
     pruned_cells: list[CellKey]
     columns: dict[int, str]  # α column -> op kind seen in the file (sep/dil/pool)
+    present_columns: set[int] = field(default_factory=set)  # columns with tensors somewhere
     absent_columns: set[int] = field(default_factory=set)  # param op absent from every cell
     dead_slots: dict[CellKey, set[int]] = field(default_factory=dict)
     zero_filled: list[str] = field(default_factory=list)
@@ -266,6 +267,7 @@ def _part_arch(state: dict[str, Tensor], name: str, index: int, unused: list) ->
         cells=[k for k in expected if k in cell_keys],
         pruned_cells=pruned,
         columns=columns,
+        present_columns={o for (_k, _e, o) in per_op},
     )
 
 
@@ -281,6 +283,14 @@ def infer(state: dict[str, Tensor]) -> FileArch:
         raise PosenfsError("the file has no <part>.alphas tensors: not an authors' PoseNFS model")
     unused: list[tuple[str, str]] = []
     parts = [_part_arch(state, n, i, unused) for i, n in enumerate(names)]
+    is_unused = _backbone_unused(backbone)
+    dropped: dict[str, int] = {}
+    for k in keys:
+        if k.startswith("backbone.") and is_unused(k[len("backbone.") :]):
+            top = ".".join(k.split(".")[:3])
+            dropped[top] = dropped.get(top, 0) + 1
+    for top, n in dropped.items():
+        unused.append((f"{top}.* ({n} tensors)", "a backbone block their forward never runs"))
     known = {"backbone", "reduce", *names}
     stray = [k for k in keys if k.split(".")[0] not in known]
     if stray:
@@ -547,6 +557,13 @@ def build_recipe(res: Resolved, name: str) -> Recipe:
     return recipe
 
 
+def mark_absent(part: PartArch, ops: list[str]) -> None:
+    """Parameter ops with no tensors in any cell of the part: removed by their Prune()."""
+    part.absent_columns = {
+        o for o, op in enumerate(ops) if _kind(op) is not None and o not in part.present_columns
+    }
+
+
 def _prune_spec(part: PartArch, ops: list[str]) -> PruneSpec:
     """Cells absent from the file, slots reading them, ops absent from every cell."""
     first, layers = part.first_layer, part.layers
@@ -617,16 +634,7 @@ def convert(
     problems: list[str] = []
     zero_filled: list[str] = []
     for part in arch.parts:
-        param_cols = [o for o, op in enumerate(res.ops) if _kind(op) is not None]
-        present = {
-            o: any(
-                k.startswith(f"{part.name}.cell_") and f".ops.{o}." in k
-                for k in state
-                if ".cell_arch." in k
-            )
-            for o in param_cols
-        }
-        part.absent_columns = {o for o, here in present.items() if not here}
+        mark_absent(part, res.ops)
         spec = _prune_spec(part, res.ops)
         _check_pruned_slots(part, spec, problems)
         if not spec.is_empty():
@@ -680,9 +688,7 @@ def convert(
     model.load_state_dict(out, strict=True)
     model.eval()
     order = [layout.index(fmt.our_joint_name(j)) for j in fmt.OUTPUT_ORDER[res.dataset]]
-    return Conversion(
-        model, recipe, res, their_to_ours, order, unused, zero_filled, specs, wrapper
-    )
+    return Conversion(model, recipe, res, their_to_ours, order, unused, zero_filled, specs, wrapper)
 
 
 def _why_unused(stem: str) -> str:
@@ -695,31 +701,37 @@ def _why_unused(stem: str) -> str:
     return "their forward never reads it"
 
 
+def _backbone_unused(name: str):
+    """Predicate on backbone keys (without ``backbone.``) for blocks their forward never runs."""
+    from posenfs_cli.models.backbones import hrnet, mobilenet_v2, resnet
+
+    return {
+        "mobilenet_v2": mobilenet_v2.TORCHVISION_UNUSED,
+        "hrnet_w32": hrnet.UNUSED,
+        "resnet50": resnet.UNUSED,
+    }[name]
+
+
 def _map_backbone(state, model, put, unused, used_keys) -> None:
-    backbone = model.backbone
-    bb = {k[len("backbone.") :]: k for k in state if k.startswith("backbone.")}
     from posenfs_cli.models.backbones import mobilenet_v2
 
-    if isinstance(backbone, mobilenet_v2.MobileNetV2Backbone):
-        key_map, is_unused = mobilenet_v2.official_key_map, mobilenet_v2.TORCHVISION_UNUSED
+    bb = {k[len("backbone.") :]: k for k in state if k.startswith("backbone.")}
+    if isinstance(model.backbone, mobilenet_v2.MobileNetV2Backbone):
+        name, key_map = "mobilenet_v2", mobilenet_v2.official_key_map
     else:  # HRNet / ResNet: the authors use the original module names
-        from posenfs_cli.models.backbones import hrnet, resnet
+        from posenfs_cli.models.backbones import hrnet
 
+        name = "hrnet_w32" if isinstance(model.backbone, hrnet.HRNetW32Backbone) else "resnet50"
         key_map = lambda k: k  # noqa: E731
-        is_unused = hrnet.UNUSED if isinstance(backbone, hrnet.HRNetW32Backbone) else resnet.UNUSED
+    is_unused = _backbone_unused(name)
     ours = set(model.state_dict())
-    dropped: dict[str, int] = {}
     for short, full in bb.items():
         if is_unused(short):
-            top = ".".join(short.split(".")[:2])
-            dropped[top] = dropped.get(top, 0) + 1
             continue
         target = key_map(short)
         if target is None or "backbone." + target not in ours:
             raise PosenfsError(f"backbone tensor {full} has no posenfs counterpart")
         put("backbone." + target, full)
-    for top, n in dropped.items():
-        unused.append((f"backbone.{top}.* ({n} tensors)", "their forward never reads it"))
     used_keys.update(k for k in bb.values())
 
 
@@ -744,12 +756,13 @@ def _map_part(state, res, part, pi, ours_part, put, layout, zero_filled, out, ou
         out[f"{dcell}beta"] = part.betas[rows[key]].clone()
         for t, k in enumerate(cell.slot_index):
             kind = cell.slots[k][1]
-            if kind == "down":
-                for a, b in (("0", "operation.0"), ("1", "operation.1")):
-                    _put_module(state, put, f"{dcell}transforms.{t}.{a}", f"{src_cell}propress_list.{k}.{b}", ours)
-            elif kind == "up":
-                for a in ("conv", "bn"):
-                    _put_module(state, put, f"{dcell}transforms.{t}.{a}", f"{src_cell}propress_list.{k}.{'conv_1x1' if a == 'conv' else 'bn'}", ours)
+            src_slot, dst_slot = f"{src_cell}propress_list.{k}", f"{dcell}transforms.{t}"
+            if kind == "down":  # conv stride 2 -> BN
+                _put_module(state, put, f"{dst_slot}.0", f"{src_slot}.operation.0", ours)
+                _put_module(state, put, f"{dst_slot}.1", f"{src_slot}.operation.1", ours)
+            elif kind == "up":  # 1x1 conv -> BN -> bilinear x2
+                _put_module(state, put, f"{dst_slot}.conv", f"{src_slot}.conv_1x1", ours)
+                _put_module(state, put, f"{dst_slot}.bn", f"{src_slot}.bn", ours)
         for e, edge in enumerate(cell.edges):
             row = part.used_rows[e]
             for oi, o in enumerate(edge.op_index):
@@ -759,6 +772,11 @@ def _map_part(state, res, part, pi, ours_part, put, layout, zero_filled, out, ou
                     src = s_op + ("operation." + n if _kind(res.ops[o]) != "pool" else n)
                     if src in state:
                         put(d_op + n, src)
+                    elif _kind(res.ops[o]) == "pool":
+                        raise PosenfsError(
+                            f"{src} is missing: a pool op removed from only some edges cannot "
+                            "be represented (posenfs removes an op from every edge of a CNF)"
+                        )
                     else:
                         out[d_op + n] = _zero_like(n, ours[d_op + n])
                         zero_filled.append(src)
@@ -785,3 +803,144 @@ def _zero_like(name: str, like: Tensor) -> Tensor:
     if name.endswith("running_var"):
         return torch.ones_like(like)
     return torch.zeros_like(like)
+
+
+# --- one call for the CLI ---------------------------------------------------------------------
+
+
+@dataclass
+class PartRow:
+    """What ``--inspect`` shows for one part."""
+
+    name: str
+    index: int
+    ours: str | None
+    joints: int | None
+    cells_kept: int
+    cells_total: int
+    removed_cells: list[str]
+    dead_slots: list[str]
+    alpha_shape: list[int]
+    rows_read: list[int]
+    ops: list[str]  # per column; removed ones marked
+    input_nodes: int
+    hidden: int
+    channels: int
+    vector_dim: int | None
+    unused: int
+
+
+def part_rows(arch: FileArch, res: Resolved | None) -> list[PartRow]:
+    ours: dict[str, str] = {}
+    if res is not None:
+        ours = _our_groups(res)[2]
+    rows = []
+    for p in arch.parts:
+        if res is not None:
+            mark_absent(p, res.ops)
+            ops = [
+                f"{op} (removed)" if o in p.absent_columns else op for o, op in enumerate(res.ops)
+            ]
+            spec = _prune_spec(p, res.ops)
+            slots = [
+                f"cell_{j}_{s}:{'/'.join(SLOT_NAMES[k] for k in sorted(d))}"
+                for (j, s), d in sorted(spec.slots.items())
+            ]
+        else:
+            ops = [f"col {o}: {p.columns.get(o, '?')}" for o in range(p.alpha.shape[1])]
+            slots = []
+        n_unused = sum(1 for name, _ in arch.unused if name.startswith(p.name + "."))
+        rows.append(
+            PartRow(
+                name=p.name,
+                index=p.index,
+                ours=ours.get(p.name),
+                joints=len(res.joints[p.name]) if res is not None else None,
+                cells_kept=len(p.cells),
+                cells_total=len(p.cells) + len(p.pruned_cells),
+                removed_cells=[f"cell_{j}_{s}" for j, s in p.pruned_cells],
+                dead_slots=slots,
+                alpha_shape=list(p.alpha.shape),
+                rows_read=list(p.used_rows),
+                ops=ops,
+                input_nodes=p.input_nodes,
+                hidden=p.hidden,
+                channels=p.channels,
+                vector_dim=res.vector_dim if res is not None else None,
+                unused=n_unused,
+            )
+        )
+    return rows
+
+
+@dataclass
+class ImportResult:
+    path: Path
+    wrapper: str
+    tensors: int
+    arch: FileArch
+    resolved: Resolved | None
+    rows: list[PartRow]
+    conversion: Conversion | None = None
+    out: Path | None = None
+    params: int = 0
+    params_unpruned: int = 0
+    unresolved: str | None = None  # why resolve failed (inspect without config)
+
+
+def import_official(
+    path: str | Path,
+    *,
+    config: str | Path | None = None,
+    recipe: Recipe | None = None,
+    input_size: list[int] | None = None,
+    out: str | Path | None = None,
+    inspect: bool = False,
+) -> ImportResult:
+    """Read, infer, check and (unless ``inspect``) convert and write a posenfs checkpoint."""
+    from posenfs_cli.engine.checkpoint import save_checkpoint
+    from posenfs_cli.models.build import build_model
+    from posenfs_cli.profiling import count_params
+
+    if config is not None and recipe is not None:
+        raise PosenfsError("give --official-config or --recipe, not both")
+    target = None if out is None else Path(out)
+    if not inspect:
+        if target is None:
+            raise PosenfsError("--out is required (or use --inspect to only look at the file)")
+        if target.suffix != ".safetensors":
+            raise PosenfsError(f"--out {target}: the output must be a .safetensors file")
+        if target.is_dir():
+            raise PosenfsError(f"--out {target} is a directory; give a file name")
+    facts = fmt.read_config(config) if config is not None else None
+    p = Path(path)
+    state, wrapper = read_state(p)
+    arch = infer(state)
+    result = ImportResult(p, wrapper, len(state), arch, None, [])
+    try:
+        res = resolve(arch, facts, recipe, input_size)
+    except ImportMismatch:
+        raise
+    except PosenfsError as exc:
+        if not inspect:
+            raise
+        result.unresolved = str(exc)
+        result.rows = part_rows(arch, None)
+        return result
+    result.resolved = res
+    result.rows = part_rows(arch, res)
+    conv = convert(state, res, name=p.stem, wrapper=wrapper)
+    result.conversion = conv
+    if inspect:
+        return result
+    result.params = count_params(conv.model)[0]
+    dense = build_model(conv.recipe.model, get_layout(res.dataset), load_pretrained=False)
+    result.params_unpruned = count_params(dense)[0]
+    extra = {
+        "imported_from": str(p),
+        "import_notes": res.notes,
+        "import_dropped": [f"{a}: {b}" for a, b in conv.unused],
+    }
+    assert target is not None
+    result.out = save_checkpoint(target, conv.model, conv.recipe, extra=extra)
+    return result
