@@ -5,8 +5,9 @@ torchvision state dict loads with an identity map; timm's ``mobilenetv2_100`` na
 (``conv_stem``, ``blocks.i.j.conv_pw``, ...) and the original MobileNetV2 repository's flat
 ``features.k.conv.N`` names (used by the PoseNFS authors) are mapped explicitly. Only
 ``features[0..16]`` are built; the 160->320 block (``features.17`` / timm ``blocks.6``), the
-1x1 1280 conv and the classifier are not. The pyramid taps are the outputs of ``features[3, 6, 13, 16]``
-(strides 4, 8, 16, 32; 24, 32, 96, 160 channels). 1,337,792 parameters.
+1x1 1280 conv and the classifier are not. The pyramid taps are the outputs of
+``features[3, 6, 13, 16]`` (strides 4, 8, 16, 32; 24, 32, 96, 160 channels). 1,337,792
+parameters.
 """
 
 from __future__ import annotations
