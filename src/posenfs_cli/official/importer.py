@@ -461,11 +461,7 @@ def resolve(
                     f"{_src(source)} {len(joints[p.name])} joints x d={want['vector_dim']} = "
                     f"{expect}"
                 )
-    check("hidden", first.hidden, "hidden_states_num (channel_keep inputs / outputs)")
-    check("channels", first.channels, "factor C (cell channels / 4)")
-    check("input_nodes", first.input_nodes, f"input_nodes_num (alphas rows {first.alpha.shape[0]})")
-    check("layers", first.layers, "depth (last cell layer + 1)")
-    check("cut", first.first_layer, "cut_layers_num (first cell layer)")
+    _check_structure(arch, want, _src(source), problems)
     # Ops: names per column.
     if "ops" in want:
         ops = list(want["ops"])
@@ -503,6 +499,36 @@ def resolve(
             f"{first.used_rows} are the edges it reads"
         )
     return Resolved(arch, dataset, ops, size, joints, vdim, notes, source)
+
+
+def _check_structure(arch: FileArch, want: dict[str, Any], src: str, problems: list[str]) -> None:
+    """H, C, input nodes, depth and cut against the tensors that show them, part by part."""
+    for p in arch.parts:
+        h, c = want.get("hidden", p.hidden), want.get("channels", p.channels)
+        if (h, c) != (p.hidden, p.channels):
+            j, s = p.cells[0]
+            key = f"{p.name}.cell_{j}_{s}.channel_keep.weight"
+            width = c * 4 * 2**s
+            problems.append(
+                f"{key}: file [{p.channels * 4 * 2**s}, {p.hidden * p.channels * 4 * 2**s}] "
+                f"(H={p.hidden}, C={p.channels}), {src} [{width}, {h * width}] "
+                f"(hidden_states_num {h}, factor {c})"
+            )
+        nodes = want.get("input_nodes", p.input_nodes)
+        rows = sum(nodes + i for i in range(h))
+        if nodes != p.input_nodes and h == p.hidden:
+            problems.append(
+                f"{p.name}.alphas: file {list(p.alpha.shape)} ({p.input_nodes} input node(s)), "
+                f"{src} [{rows}, {p.alpha.shape[1]}] (input_nodes_num {nodes}, H={h})"
+            )
+        layers, cut = want.get("layers", p.layers), want.get("cut", p.first_layer)
+        if (layers, cut) != (p.layers, p.first_layer):
+            n = sum(cells_in_layer(j, layers) for j in range(cut, layers)) if cut < layers else 0
+            problems.append(
+                f"{p.name}.betas: file {list(p.betas.shape)} (cells of layers "
+                f"{p.first_layer}..{p.layers - 1}), {src} [{n}, 3] (depth {layers}, "
+                f"cut_layers_num {cut})"
+            )
 
 
 def _src(source: str) -> str:
