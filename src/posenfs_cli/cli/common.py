@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from posenfs_cli.errors import USER_ERRORS
 
@@ -32,7 +33,8 @@ def global_state(ctx: typer.Context | None) -> GlobalState:
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """One red line; ``message`` is plain text (user paths may contain ``[...]``)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 

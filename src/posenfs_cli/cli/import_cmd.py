@@ -148,14 +148,16 @@ def _reduce_of(name: str, index: int) -> bool:
     return name.startswith(f"reduce.{index}.")
 
 
+def _say(text: str) -> None:
+    console.print(text, soft_wrap=True)  # long paths stay on one line
+
+
 def _print(result, inspect: bool) -> None:
     arch, res = result.arch, result.resolved
-    console.print(
-        f"read {escape(str(result.path))}: {escape(result.wrapper)}, {result.tensors} tensors"
-    )
-    console.print(f"backbone: {arch.backbone} (from the backbone.* tensor names)")
+    _say(f"read {escape(str(result.path))}: {escape(result.wrapper)}, {result.tensors} tensors")
+    _say(f"backbone: {arch.backbone} (from the backbone.* tensor names)")
     if res is not None:
-        console.print(
+        _say(
             f"dataset {res.dataset}, input {res.input_size[0]}x{res.input_size[1]}, "
             f"ops {', '.join(res.ops)} (from {escape(res.source)})"
         )
@@ -163,19 +165,19 @@ def _print(result, inspect: bool) -> None:
         console.print(table)
     if res is not None:
         for note in res.notes:
-            console.print(f"[yellow]note:[/] {escape(note)}")
+            _say(f"[yellow]note:[/] {escape(note)}")
     if result.unresolved:
-        console.print(f"[yellow]not inferable from the file alone:[/] {escape(result.unresolved)}")
+        _say(f"[yellow]not inferable from the file alone:[/] {escape(result.unresolved)}")
     conv = result.conversion
     unused = conv.unused if conv is not None else arch.unused
-    console.print(f"dropped, their forward never uses them ({len(unused)}):")
+    _say(f"dropped, their forward never uses them ({len(unused)}):")
     for name, why in unused:
-        console.print(f"  - {escape(name)}: {escape(why)}")
+        _say(f"  - {escape(name)}: {escape(why)}")
     if inspect or conv is None:
-        console.print("[dim]--inspect: nothing written[/]")
+        _say("[dim]--inspect: nothing written[/]")
         return
     if conv.zero_filled:
-        console.print(
+        _say(
             f"[yellow]note:[/] {len(conv.zero_filled)} tensors of ops removed from only some "
             "edges were set to exact-zero ops (posenfs removes an op from a whole CNF)"
         )
@@ -185,11 +187,11 @@ def _print(result, inspect: bool) -> None:
         if conv.prune
         else ""
     )
-    console.print(
+    _say(
         f"output channels: their {res.dataset} order mapped onto posenfs's native order; "
         f"parts matched by joint set"
     )
-    console.print(
+    _say(
         f"[green]wrote[/] {escape(str(result.out))} ({result.params:,} params{pruned})\n"
         f"  next: posenfs eval {escape(str(result.out))} --dataset {res.dataset} "
         "--data-root ...  |  posenfs profile " + escape(str(result.out))
