@@ -145,7 +145,9 @@ def test_pruned_file_becomes_a_pruned_checkpoint(tmp_path):
     assert result.params_unpruned == count_params(dense)[0]
     assert any("propress_list.2" in u for u, _ in conv.unused)
     # The written checkpoint rebuilds the pruned model from its genotype and gives their output.
-    geno = read_checkpoint(out).genotype
+    saved = read_checkpoint(out)
+    assert saved.metadata["input_format"] == "bgr"  # as their training fed it
+    geno = saved.genotype
     assert all(c["pruned"]["cells"] == [[3, 2]] for c in geno["cnfs"])
     assert all(c["pruned"]["ops"] == ["sep_conv_3x3"] for c in geno["cnfs"])
     model, _ = build_from_checkpoint(out)

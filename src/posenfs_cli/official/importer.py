@@ -963,6 +963,8 @@ def import_official(
     dense = build_model(conv.recipe.model, get_layout(res.dataset), load_pretrained=False)
     result.params_unpruned = count_params(dense)[0]
     extra = {
+        # Their loader feeds OpenCV's BGR images normalised with RGB statistics: predict follows.
+        "input_format": "bgr",
         "imported_from": str(p),
         "import_notes": res.notes,
         "import_dropped": [f"{a}: {b}" for a, b in conv.unused],
