@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from posenfs_cli.config import ModelConfig
+from posenfs_cli.config import ModelConfig, load_recipe
 from posenfs_cli.data.keypoints import get_layout
 from posenfs_cli.engine.checkpoint import build_from_checkpoint, read_checkpoint
 from posenfs_cli.models.backbones import mobilenet_v2
@@ -29,7 +29,7 @@ from posenfs_cli.official.importer import (
     resolve,
 )
 from posenfs_cli.profiling import count_params
-from tests.conftest import SHARED_DATA, needs_shared
+from tests.conftest import REPO, SHARED_DATA, needs_shared
 
 OFFICIAL = SHARED_DATA / "official"
 FIXTURES = [
@@ -102,6 +102,16 @@ def test_without_yaml_the_file_gives_the_same_model(name):
     a, b = build_recipe(with_yaml, "x").model, build_recipe(without, "x").model
     assert a == b
     assert any(n.startswith("ops ") and "no config" in n for n in without.notes)
+
+
+@needs_shared
+def test_a_matching_recipe_adds_input_size_and_op_names():
+    recipe = load_recipe(REPO / "recipes" / "synthetic" / "tiny.yaml")  # MBv2 P=3 H=1 C=4
+    state, _ = read_fixture("mpii_mbv2_p3_h1_c4_64")
+    res = resolve(infer(state), recipe=recipe)
+    assert res.input_size == [64, 64] and res.source == "recipe tiny"
+    from_yaml = resolved("mpii_mbv2_p3_h1_c4_64", True)
+    assert build_recipe(res, "x").model == build_recipe(from_yaml, "x").model
 
 
 @needs_shared

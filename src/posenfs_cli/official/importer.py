@@ -666,7 +666,7 @@ def convert(
         if not spec.is_empty():
             specs[their_to_ours[part.name]] = spec
     if problems:
-        raise ImportMismatch("the file", problems)
+        raise ImportMismatch("the architecture inferred from the file", problems)
     model = build_model(recipe.model, layout, prune=specs, load_pretrained=False)
     ours = model.state_dict()
     out: dict[str, Tensor] = {}
@@ -691,7 +691,7 @@ def convert(
         _map_part(state, res, part, pi, ours_part, put, layout, zero_filled, out, ours)
         used_keys.update(k for k in state if k in (f"{part.name}.alphas", f"{part.name}.betas"))
     if problems:
-        raise ImportMismatch("the file", problems)
+        raise ImportMismatch("the architecture inferred from the file", problems)
     # Everything else in the file is reported as unused.
     grouped: dict[str, int] = {}
     for k in state:
