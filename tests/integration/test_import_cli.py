@@ -219,3 +219,23 @@ def test_recipe_disagreeing_with_the_file_is_reported(tmp_path):
     assert res.exit_code == 2
     assert "channel_keep.weight: file [16, 32] (H=2, C=4), recipe [40, 40]" in res.output
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@needs_shared
+def test_prune_runs_on_an_imported_pruned_model(imported, tmp_path):
+    """Already pruned by their Prune(): nothing is left at weight 0, so nothing more goes."""
+    out, _ = imported
+    res = runner.invoke(
+        app,
+        [
+            "--device",
+            "cpu",
+            "prune",
+            str(out),
+            "--no-timing",
+            "--out",
+            str(tmp_path / "p.safetensors"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "p.safetensors").exists()
