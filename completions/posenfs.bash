@@ -11,6 +11,7 @@ _posenfs() {
             'eval') path="eval" ;;
             'experiment') path="experiment" ;;
             'export') path="export" ;;
+            'import') path="import" ;;
             'predict') path="predict" ;;
             'profile') path="profile" ;;
             'prune') path="prune" ;;
@@ -26,13 +27,14 @@ _posenfs() {
     done
     local subs="" opts=""
     case "$path" in
-        '') subs="search train prune eval profile experiment predict export completions visualize data"; opts="--device --version -V --help -h" ;;
+        '') subs="search train prune eval profile experiment predict export import completions visualize data"; opts="--device --version -V --help -h" ;;
         'completions') subs=""; opts="--write --help -h" ;;
         'data') subs="synth"; opts="--help -h" ;;
         'data synth') subs=""; opts="--out -o --format -f --images -n --val-images --seed --size --max-people --quality --force --help -h" ;;
         'eval') subs=""; opts="--dataset --data-root --split --ann-file --image-dir --flip --no-flip --flip-shift --no-flip-shift --boxes --box-thr --head-boxes --batch-size -b --workers -j --set --name --project --device --help -h" ;;
         'experiment') subs=""; opts="--seeds --name --project --set --threads --device --progress --no-progress --help -h" ;;
         'export') subs=""; opts="--format -f --out -o --opset --batch --atol --help -h" ;;
+        'import') subs=""; opts="--official-config -c --recipe -r --out -o --inspect --input-size --help -h" ;;
         'predict') subs=""; opts="--checkpoint -c --boxes --image-ids --box-thr --detector --whole-image --overlay --kpt-thr --flip --no-flip --batch-size -b --out -o --device --max-frames --coco-results --help -h" ;;
         'profile') subs=""; opts="--recipe -r --input-size --batch-size -b --runs --timing --no-timing --threads --channels-last --no-channels-last --set --device --json --help -h" ;;
         'prune') subs=""; opts="--threshold -t --out -o --input-size --batch-size -b --timing --no-timing --runs --device --json --help -h" ;;

@@ -94,6 +94,8 @@ def test_checkpoint_profile(tmp_path):
     recipe = load_recipe(RECIPES / "synthetic/tiny.yaml")
     path = save_checkpoint(tmp_path / "t.safetensors", build_from_recipe(recipe), recipe)
     report = profile_json(str(path), "--no-timing")
-    assert report["params_total"] == 1_646_496 and report["input_size"] == [64, 64]
+    # MBv2 + 3 parts at C=4; every pyramid level has its 1x1 adapter (32->32 included), as the
+    # released code builds it.
+    assert report["params_total"] == 1_649_664 and report["input_size"] == [64, 64]
     bad = runner.invoke(app, ["profile", str(RECIPES / "synthetic/tiny.yaml")])
     assert bad.exit_code == 2 and "not a safetensors checkpoint" in bad.output

@@ -50,6 +50,7 @@ COMMAND_MODULES = [
     "posenfs_cli.cli.experiment",
     "posenfs_cli.cli.predict",
     "posenfs_cli.cli.export",
+    "posenfs_cli.cli.import_cmd",
     "posenfs_cli.cli.visualize",
     "posenfs_cli.cli.visualize_arch",
     "posenfs_cli.cli.visualize_heatmaps",

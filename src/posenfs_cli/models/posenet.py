@@ -31,10 +31,12 @@ class PartNet(nn.Module):
         used = self.cnf.input_levels_used()
         self.levels: tuple[int, ...] = tuple(used)
         self.width = len(in_channels)
+        # All or nothing, as the released implementation: 1x1 convs on every level unless the
+        # whole pyramid already has the CNF's channels (one matching level is not enough).
+        widths = [scale_channels(spec.channels, lvl) for lvl in range(len(in_channels))]
+        same = list(in_channels) == widths
         self.adapters = nn.ModuleList(
-            nn.Identity()
-            if in_channels[lvl] == scale_channels(spec.channels, lvl)
-            else nn.Conv2d(in_channels[lvl], scale_channels(spec.channels, lvl), 1, bias=True)
+            nn.Identity() if same else nn.Conv2d(in_channels[lvl], widths[lvl], 1, bias=True)
             for lvl in used
         )
         self.head = VectorHead(scale_channels(spec.channels, 0), len(group.joints), vector_dim)

@@ -2,10 +2,12 @@
 
 Built with torchvision's module names (``features.0.0``, ``features.1.conv.0.0``, ...) so a
 torchvision state dict loads with an identity map; timm's ``mobilenetv2_100`` names
-(``conv_stem``, ``blocks.i.j.conv_pw``, ...) are mapped explicitly. Only ``features[0..16]`` are
-built; the 160->320 block (``features.17`` / timm ``blocks.6``), the 1x1 1280 conv and the
-classifier are not. The pyramid taps are the outputs of ``features[3, 6, 13, 16]``
-(strides 4, 8, 16, 32; 24, 32, 96, 160 channels). 1,337,792 parameters.
+(``conv_stem``, ``blocks.i.j.conv_pw``, ...) and the original MobileNetV2 repository's flat
+``features.k.conv.N`` names (used by the PoseNFS authors) are mapped explicitly. Only
+``features[0..16]`` are built; the 160->320 block (``features.17`` / timm ``blocks.6``), the
+1x1 1280 conv and the classifier are not. The pyramid taps are the outputs of
+``features[3, 6, 13, 16]`` (strides 4, 8, 16, 32; 24, 32, 96, 160 channels). 1,337,792
+parameters.
 """
 
 from __future__ import annotations
@@ -147,16 +149,41 @@ def timm_key_map(key: str) -> str | None:
     return f"features.{_TIMM_STAGE_START[stage] + index}.{renames[sub]}.{leaf}"
 
 
+# The original MobileNetV2 repository's names (used by the PoseNFS authors): every block is one
+# flat ``conv`` Sequential, ``conv.{0,1,3,4,6,7}`` = expand conv/BN, depthwise conv/BN,
+# projection conv/BN (ReLU6s at 2 and 5); t=1 blocks have ``conv.{0,1,3,4}``.
+_OFFICIAL_IR = {"0": "0.0", "1": "0.1", "3": "1.0", "4": "1.1", "6": "2", "7": "3"}
+_OFFICIAL_DS = {"0": "0.0", "1": "0.1", "3": "1", "4": "2"}
+_OFFICIAL_BLOCK = re.compile(r"features\.(\d+)\.conv\.(\d+)\.(\w+)$")
+
+
+def official_key_map(key: str) -> str | None:
+    """Map an original-MobileNetV2-repo key (``features.k.conv.N.leaf``) onto ours."""
+    if key.startswith("features.0."):
+        return key  # the stem is features.0.{0,1} in both
+    m = _OFFICIAL_BLOCK.match(key)
+    if m is None:
+        return None
+    k, n, leaf = int(m[1]), m[2], m[3]
+    renames = _OFFICIAL_DS if k == 1 else _OFFICIAL_IR
+    if not 1 <= k <= sum(s[2] for s in _STAGES) or n not in renames:
+        return None
+    return f"features.{k}.conv.{renames[n]}.{leaf}"
+
+
 def detect_naming(keys: Collection[str]) -> str:
-    """``"timm"`` if the checkpoint uses timm's names, else ``"torchvision"``."""
+    """``"timm"``, ``"official"`` (original MobileNetV2 repo) or ``"torchvision"``."""
     if any(k.startswith(("conv_stem.", "blocks.")) for k in keys):
         return "timm"
+    if any(_OFFICIAL_BLOCK.match(k) and ".conv.0.weight" in k for k in keys):
+        return "official"
     return "torchvision"
 
 
 NAMINGS: dict[str, tuple[Callable[[str], str | None], Callable[[str], bool]]] = {
     "torchvision": (identity_map, TORCHVISION_UNUSED),
     "timm": (timm_key_map, TIMM_UNUSED),
+    "official": (official_key_map, TORCHVISION_UNUSED),
 }
 
 
