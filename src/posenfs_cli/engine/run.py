@@ -125,6 +125,7 @@ class RunFiles:
 
     def __init__(self, path: Path):
         self.path = path
+        self._pending: list[str] = []  # lines logged before ``start`` created the folder
 
     def start(self, recipe: Recipe) -> list[str]:
         """Create the folder (or empty a reused one) and write the config; returns what was
@@ -134,6 +135,9 @@ class RunFiles:
             (self.path / "genotypes").mkdir(parents=True, exist_ok=True)
             removed = clear_run_outputs(self.path)
             self.write_config(recipe)
+            for line in self._pending:
+                self.log(line)
+            self._pending.clear()
         except BaseException:
             if created:
                 shutil.rmtree(self.path, ignore_errors=True)
@@ -144,6 +148,9 @@ class RunFiles:
         atomic_write_text(self.path / CONFIG, recipe_to_yaml(recipe))
 
     def log(self, line: str) -> None:
+        if not self.path.is_dir():  # setup is still validating: no folder may exist yet
+            self._pending.append(line)
+            return
         with open(self.path / LOG, "a") as f:
             f.write(line.rstrip("\n") + "\n")
 
