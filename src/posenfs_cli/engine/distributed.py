@@ -91,6 +91,13 @@ def restart_count() -> int:
         return 0
 
 
+def _max_restarts() -> int:
+    try:
+        return int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+    except ValueError:
+        return 0
+
+
 def init_distributed(
     device_spec: str = "auto", timeout_s: float | None = None
 ) -> tuple[DistInfo, torch.device]:
@@ -235,9 +242,13 @@ def _failure(exc: BaseException, info: DistInfo, store: Any) -> RankFailed:
                 details=peer.get("details", ""),
             )
         if isinstance(exc, _Terminated):
-            return RankFailed(
-                f"rank {info.rank}: stopped by the launcher", 143, report=info.is_main
+            left = _max_restarts() - restart_count()
+            what = (
+                f"torchrun restarts the group ({left} restart(s) left)"
+                if left > 0
+                else "stopped by the launcher"
             )
+            return RankFailed(f"rank {info.rank}: a worker was lost; {what}", 143, info.is_main)
     _post_failure(store, info, exc)
     return RankFailed(
         f"rank {info.rank}: {_one_line(exc)}",

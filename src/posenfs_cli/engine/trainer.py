@@ -298,6 +298,7 @@ class Trainer:
             self._resume(resume_state)
         elif self.files is not None:
             self.files.write_config(self.recipe)
+            self.files.truncate_metrics(0)  # a reused folder (--exist-ok, elastic restart)
 
     def _read_resume_state(self) -> dict[str, Any]:
         """The committed state of the run; refuses a run of another command or strategy."""
