@@ -266,6 +266,22 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminated("terminated")
 
 
+def _all_left_barrier(store: Any, info: DistInfo, timeout_s: float) -> None:
+    """Wait (through the store, not the group's sockets) until every rank is out of the barrier.
+
+    A rank that returns from a gloo collective and exits at once can close its sockets while a
+    peer is still finishing the same collective; the peer then fails with "Connection closed by
+    peer". Counting ranks in the store first means nobody exits while a peer still needs it.
+    """
+    key = "posenfs/left_final_barrier"
+    store.add(key, 1)
+    deadline = time.monotonic() + timeout_s
+    while store.add(key, 0) < info.world_size:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for the other ranks")
+        time.sleep(0.01)
+
+
 @contextlib.contextmanager
 def session(
     device_spec: str = "auto", timeout_s: float | None = None
@@ -284,6 +300,7 @@ def session(
         try:
             yield info, device
             dist.barrier()  # the last collective: every rank finished its part
+            _all_left_barrier(store, info, timeout_s or 300.0)
         except BaseException as exc:  # noqa: BLE001 - every way out is reported the same way
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher's stop: report first
             raise _failure(exc, info, store) from None
