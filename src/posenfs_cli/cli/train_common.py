@@ -156,12 +156,12 @@ def run_training(
 ) -> None:
     from posenfs_cli.engine import distributed
 
+    run_dir: Path | None = None
     if resume is not None:
-        run_dir = runfiles.check_run_dir(resume)
+        run_dir = resume = runfiles.check_run_dir(resume)
         recipe = load_recipe(run_dir / runfiles.CONFIG)
     assert recipe is not None
-    timeout = recipe.train.dist_timeout_s
-    run_dir = resume
+    timeout = recipe.train.dist_timeout_s  # also the collective timeout of the group
     try:
         with distributed.session(resolve_device_option(ctx, device), timeout) as (dist, dev):
             if resume is None:
@@ -180,8 +180,8 @@ def run_training(
     except distributed.RankFailed as exc:
         if not exc.report:
             raise typer.Exit(exc.exit_code) from None
-        if exc.details and run_dir is not None and Path(run_dir).is_dir():
-            runfiles.RunFiles(Path(run_dir)).log(exc.details)
+        if exc.details and run_dir is not None and run_dir.is_dir():
+            runfiles.RunFiles(run_dir).log(exc.details)
         fail(str(exc), exc.exit_code)
 
 
