@@ -21,6 +21,11 @@ class DictStore:
     def check(self, keys):
         return all(k in self.data for k in keys)
 
+    def add(self, key, n):
+        value = int(self.data.get(key, b"0")) + n
+        self.data[key] = str(value).encode()
+        return value
+
 
 R0, R1 = d.DistInfo(0, 2, 0), d.DistInfo(1, 2, 1)
 
@@ -81,3 +86,10 @@ def test_non_positive_timeout_is_a_user_error(monkeypatch):
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(PosenfsError, match="dist_timeout_s"):
         d.init_distributed("cpu", 0)
+
+
+def test_nobody_leaves_before_every_rank_is_out_of_the_final_barrier():
+    store = DictStore()
+    with pytest.raises(RuntimeError, match="waiting for the other ranks"):
+        d._all_left_barrier(store, R0, timeout_s=0.05)  # rank 1 never arrived
+    d._all_left_barrier(store, R1, timeout_s=0.05)  # rank 0 already counted itself
