@@ -85,7 +85,8 @@ def one_run(epochs: int, timeout: float) -> dict:
     if "done" in marks:
         row["shutdown_s"] = round(end - marks["done"], 2)
     if rc != 0:
-        row["stderr_tail"] = [ln.rstrip() for ln in err if not ln.startswith("W")][-8:]
+        keep = ("rror", "terminate", "Fatal", "exitcode", "Signal")
+        row["stderr"] = [ln.rstrip() for ln in err if any(k in ln for k in keep)][-8:]
     return row
 
 
