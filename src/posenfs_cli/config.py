@@ -147,6 +147,8 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: str = "auto"
     grad_clip: float = 0.0
+    # distributed runs: a collective waiting longer than this on a silent rank fails every rank
+    dist_timeout_s: float = 300.0
 
 
 @dataclass

@@ -69,7 +69,17 @@ _register()
 
 
 def main() -> None:
-    app()
+    from posenfs_cli.engine.distributed import end_process
+
+    try:
+        app()
+    except SystemExit as exc:
+        end_process(exc.code)  # a distributed worker ends here (see engine.distributed)
+        raise
+    except BaseException as exc:
+        end_process(1, exc)
+        raise
+    end_process(0)
 
 
 if __name__ == "__main__":

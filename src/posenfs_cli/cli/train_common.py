@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from posenfs_cli.cli.common import console, resolve_device_option
+from posenfs_cli.cli.common import console, fail, resolve_device_option
 from posenfs_cli.config import (
     Recipe,
     apply_overrides,
@@ -165,35 +165,66 @@ def run_training(
     genotype: dict[str, Any] | None = None,
     from_checkpoint: Path | None = None,
 ) -> None:
-    from posenfs_cli.engine.distributed import broadcast_object, cleanup, init_distributed
-    from posenfs_cli.engine.trainer import Trainer, TrainOptions, check_command
+    from posenfs_cli.engine import distributed
+    from posenfs_cli.engine.trainer import check_command
 
-    if recipe is not None:
-        check_command(recipe, command)  # before a run folder exists
-    dist, dev = init_distributed(resolve_device_option(ctx, device))
+    run_dir: Path | None = None
+    if resume is not None:
+        run_dir = resume = runfiles.check_run_dir(resume)
+        recipe = load_recipe(run_dir / runfiles.CONFIG)
+    assert recipe is not None
+    check_command(recipe, command)  # before a run folder exists
+    timeout = recipe.train.dist_timeout_s  # also the collective timeout of the group
     try:
-        if resume is not None:
-            run_dir = runfiles.check_run_dir(resume)
-            recipe = load_recipe(run_dir / runfiles.CONFIG)
-        else:
-            assert recipe is not None
-            run_dir = (
-                runfiles.pick_run_dir(project, command, name, exist_ok) if dist.is_main else None
-            )
-            run_dir = Path(broadcast_object(str(run_dir) if run_dir else None))
-        strategy = recipe.train.strategy if command == "search" else "fixed architecture"
-        opts = TrainOptions(
-            command=command,
-            run_dir=run_dir,
-            device=dev,
-            dist=dist,
-            resume=resume is not None,
-            genotype=genotype,
-            from_checkpoint=from_checkpoint,
-            progress=progress,
-            console=console,
-        )
-        trainer = Trainer(recipe, opts)
+        with distributed.session(resolve_device_option(ctx, device), timeout) as (dist, dev):
+            if resume is None:
+                # one folder for the whole job: after an elastic restart, the one it started
+                folder, again = distributed.shared_run_dir(
+                    dist,
+                    lambda: runfiles.pick_run_dir(project, command, name, exist_ok),
+                    command,
+                    timeout,
+                )
+                run_dir = Path(folder)
+                if again and (run_dir / runfiles.TRAIN_STATE).is_file():
+                    resume = run_dir
+                    recipe = load_recipe(run_dir / runfiles.CONFIG)
+            _train(command, recipe, run_dir, resume, dev, dist, progress, genotype, from_checkpoint)
+    except distributed.RankFailed as exc:
+        if not exc.report:
+            raise typer.Exit(exc.exit_code) from None
+        if exc.details and run_dir is not None and run_dir.is_dir():
+            runfiles.RunFiles(run_dir).log(exc.details)
+        fail(str(exc), exc.exit_code)
+
+
+def _train(
+    command: str,
+    recipe: Recipe,
+    run_dir: Path,
+    resume: Path | None,
+    dev: Any,
+    dist: Any,
+    progress: bool,
+    genotype: dict[str, Any] | None,
+    from_checkpoint: Path | None,
+) -> None:
+    from posenfs_cli.engine.trainer import Trainer, TrainOptions
+
+    strategy = recipe.train.strategy if command == "search" else "fixed architecture"
+    opts = TrainOptions(
+        command=command,
+        run_dir=run_dir,
+        device=dev,
+        dist=dist,
+        resume=resume is not None,
+        genotype=genotype,
+        from_checkpoint=from_checkpoint,
+        progress=progress,
+        console=console,
+    )
+    trainer = Trainer(recipe, opts)
+    try:
         trainer.setup()
         if dist.is_main:
             console.print(
@@ -211,7 +242,7 @@ def run_training(
                 if (run_dir / f).exists():
                     console.print(f"  {escape(str(run_dir / f))}")
     finally:
-        cleanup()
+        trainer.close()
 
 
 # Options shared by `search` and `train` (Typer reads these OptionInfo defaults per command).

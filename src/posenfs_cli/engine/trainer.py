@@ -53,6 +53,7 @@ from posenfs_cli.engine.distributed import (
     DistInfo,
     all_reduce_mean,
     broadcast_buffers,
+    fault_point,
     gather_objects,
 )
 from posenfs_cli.engine.loss import pose_loss
@@ -365,6 +366,11 @@ class Trainer:
             self.files.truncate_metrics(self.start_epoch)
             self.files.log(f"resumed after epoch {self.start_epoch}")
 
+    def close(self) -> None:
+        """Drop the DDP wrapper and the strategy (they hold the process group) and the loaders."""
+        for name in ("strategy", "net", "train_set", "val_set"):
+            self.__dict__.pop(name, None)
+
     # --- loop -------------------------------------------------------------------------
     def _progress(self) -> Progress:
         return Progress(
@@ -398,6 +404,7 @@ class Trainer:
                 except StopIteration:
                     arch_iter = iter(self._loader(self.arch_idx, epoch, 1 + step, shuffle=True))
                     arch_batch = next(arch_iter)
+            fault_point(self.dist, epoch + 1, step + 1)  # test-only hook; no-op unless set
             loss = float(self.strategy.step(batch, arch_batch))
             if not math.isfinite(loss):
                 raise NonFiniteLoss(
