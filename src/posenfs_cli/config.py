@@ -120,6 +120,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: str = "auto"
     grad_clip: float = 0.0
+    compile: str = "auto"  # torch.compile for search/train: auto (CUDA only) | on | off
 
 
 @dataclass
@@ -129,6 +130,7 @@ class EvalConfig:
     batch_size: int = 32
     oks_nms_threshold: float = 0.9
     keypoint_score_threshold: float = 0.2
+    compile: str = "auto"  # torch.compile for eval/predict/profile: auto (CUDA only) | on | off
 
 
 @dataclass

@@ -58,6 +58,9 @@ def eval_command(
     name: str | None = typer.Option(None, "--name", help="Run name under runs/eval/."),
     project: Path = typer.Option(Path("runs"), "--project"),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda[:N]."),
+    compile: str | None = typer.Option(
+        None, "--compile", help="auto | on | off: torch.compile the model (auto: CUDA only)."
+    ),
 ) -> None:
     """Evaluate a checkpoint: PCKh (MPII, as the official code) or COCO keypoint AP.
 
@@ -84,12 +87,13 @@ def eval_command(
         name,
         project,
         device,
+        compile,
     )
 
 
-def _data_config(ckpt, dataset, data_root, split, boxes, box_thr, workers, sets):
+def _data_config(ckpt, dataset, data_root, split, boxes, box_thr, workers, sets, compile=None):
     rec = ckpt.recipe
-    over = [f"data.workers={workers}"]
+    over = [f"data.workers={workers}"] + ([f"eval.compile={compile}"] if compile else [])
     if dataset:
         over.append(f"data.dataset={dataset}")
         if dataset in ("mpii", "coco"):
@@ -129,6 +133,7 @@ def _eval(
     name,
     project,
     device,
+    compile=None,
 ) -> None:
     from posenfs_cli.data.build import build_dataset, build_loader
     from posenfs_cli.data.coco import COCODataset
@@ -139,10 +144,11 @@ def _eval(
     from posenfs_cli.engine.run import new_run_dir
     from posenfs_cli.evaluation.evaluator import predict, score
     from posenfs_cli.evaluation.pckh import save_pred_mat
+    from posenfs_cli.models.fold import inference_model
 
     dev = select_device(resolve_device_option(ctx, device))
     ckpt = read_checkpoint(checkpoint)
-    rec = _data_config(ckpt, dataset, data_root, split, boxes, box_thr, workers, sets)
+    rec = _data_config(ckpt, dataset, data_root, split, boxes, box_thr, workers, sets, compile)
     layout = get_layout(rec.data.keypoints)
     if ann_file is not None:
         if image_dir is None:
@@ -164,6 +170,7 @@ def _eval(
     if len(ds) == 0:
         raise PosenfsError("the evaluation set is empty")
     model, _ = build_from_checkpoint(ckpt, dev)
+    model = inference_model(model, dev, channels_last=True, compile=rec.eval.compile)
     loader = build_loader(ds, batch_size, shuffle=False, workers=workers, seed=0)
     run_dir = new_run_dir(project, "eval", name)
     console.print(

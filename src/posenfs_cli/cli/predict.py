@@ -47,6 +47,7 @@ class Options:
     out: Path | None
     device: str
     max_frames: int | None
+    compile: str = "auto"
 
 
 @dataclass
@@ -132,6 +133,9 @@ def predict_command(
     max_frames: int | None = typer.Option(
         None, "--max-frames", help="Stop after N images/frames (videos, webcams, folders)."
     ),
+    compile: str = typer.Option(
+        "auto", "--compile", help="auto | on | off: torch.compile the model (auto: CUDA only)."
+    ),
 ) -> None:
     """Predict keypoints of every person and write one JSON per image (a single JSON for a
     video), optionally with overlays.
@@ -161,6 +165,7 @@ def predict_command(
         out,
         resolve_device_option(ctx, device),
         max_frames,
+        compile,
     )
     _predict(opts)
 
@@ -182,7 +187,7 @@ def _predict(opts: Options) -> None:
         for i, p in enumerate(source.paths):
             box_source.image_id(Frame(i, p.stem, None, p))  # fail fast on unmatched names
     predictor = Predictor.from_checkpoint(
-        opts.checkpoint, dev, flip=opts.flip, batch_size=opts.batch_size
+        opts.checkpoint, dev, flip=opts.flip, batch_size=opts.batch_size, compile=opts.compile
     )
     out_dir = (
         Path(opts.out) if opts.out is not None else new_run_dir("runs", "predict", source.name)

@@ -53,6 +53,7 @@ def flag_overrides(**flags: Any) -> list[str]:
         "val_every": "train.val_every",
         "grad_clip": "train.grad_clip",
         "amp": "train.amp",
+        "compile": "train.compile",
     }
     out = []
     for name, value in flags.items():
@@ -222,6 +223,9 @@ O_SEED = typer.Option(None, "--seed", help="Seed (data order, augmentation, rand
 O_VAL_EVERY = typer.Option(None, "--val-every", help="Validate every N epochs.")
 O_GRAD_CLIP = typer.Option(None, "--grad-clip", help="Clip the gradient norm (0: off).")
 O_AMP = typer.Option(None, "--amp", help="auto | bf16 | fp16 | off (auto: bf16 on CUDA).")
+O_COMPILE = typer.Option(
+    None, "--compile", help="auto | on | off: torch.compile the model (auto: on CUDA only)."
+)
 O_SET = typer.Option([], "--set", help="Override any recipe key: key.path=value (repeatable).")
 O_NAME = typer.Option(None, "--name", help="Run name (auto-incremented if it exists).")
 O_PROJECT = typer.Option(Path("runs"), "--project", help="Parent folder of run folders.")

@@ -35,6 +35,7 @@ from torch.utils.data import DistributedSampler, Subset
 from posenfs_cli.config import Recipe
 from posenfs_cli.data.build import build_dataset, build_loader
 from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.device import maybe_compile, tune_backend
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.engine.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
 from posenfs_cli.engine.distributed import (
@@ -246,6 +247,8 @@ class Trainer:
         self.model = self._build_model().to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        tune_backend(self.device)
+        self.compiled = maybe_compile(self.model, self.cfg.compile, self.device, "train")
         name = self.cfg.strategy if self.opts.command == "search" else "fixed"
         if name in ("random", "fixed"):  # freeze before DDP sees the parameters
             for p in self.model.arch_parameters():

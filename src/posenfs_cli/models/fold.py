@@ -135,3 +135,25 @@ def fold_for_inference(model: nn.Module) -> nn.Module:
     for p in net.parameters():
         p.requires_grad_(False)
     return net
+
+
+def inference_model(
+    model: nn.Module,
+    device: torch.device | str = "cpu",
+    channels_last: bool = True,
+    compile: str | bool | None = "off",
+    fold: bool = True,
+) -> nn.Module:
+    """The module eval/predict run: the folded copy on ``device``, channels_last weights, and
+    compiled when ``compile`` resolves on (``device.resolve_compile``). The input is converted
+    to channels_last by the returned wrapper. A model with nothing to fold (no BatchNorm, no
+    CNF) is used as it is, not copied."""
+    from posenfs_cli.device import maybe_compile
+    from posenfs_cli.profiling import ChannelsLast
+
+    device = torch.device(device)
+    fold = fold and any(isinstance(m, nn.BatchNorm2d | CNF) for m in model.modules())
+    net = (fold_for_inference(model) if fold else model).to(device).eval()
+    runner: nn.Module = ChannelsLast(net) if channels_last else net
+    maybe_compile(runner, compile, device, "infer")
+    return runner.eval()
