@@ -51,14 +51,19 @@ def resolve_compile(mode: str | bool | None, device: torch.device, purpose: str 
 
 
 def maybe_compile(
-    model: nn.Module, mode: str | bool | None, device: torch.device, purpose: str = "train"
+    model: nn.Module,
+    mode: str | bool | None,
+    device: torch.device,
+    purpose: str = "train",
+    **options,
 ) -> bool:
     """Compile ``model``'s forward in place (``nn.Module.compile``: same object, same state-dict
     keys, so checkpoints, DDP and the strategies see the module they built). Returns whether it
-    did. Shapes are static; α/β are parameters, so their updates never trigger a recompile."""
+    did. Shapes are static; α/β are parameters, so their updates never trigger a recompile.
+    ``options`` go to ``torch.compile`` (e.g. ``backend="aot_eager"`` in tests)."""
     if not resolve_compile(mode, device, purpose):
         return False
-    model.compile(dynamic=False)
+    model.compile(dynamic=False, **options)
     return True
 
 

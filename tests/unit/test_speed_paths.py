@@ -33,28 +33,32 @@ def test_dilated_depthwise_subgrid_path_equals_dilated_conv():
         assert torch.allclose(conv.weight.grad, ref.weight.grad, atol=1e-4)
 
 
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("affine", [False, True])
-def test_scaled_batch_norm_equals_bn_times_weight(affine):
+def test_scaled_batch_norm_equals_bn_times_weight(affine, fmt):
     torch.manual_seed(0)
     bn = nn.BatchNorm2d(5, affine=affine)
     if affine:
         nn.init.uniform_(bn.weight)
         nn.init.uniform_(bn.bias)
     ref = copy.deepcopy(bn)
-    x = torch.randn(3, 5, 4, 4)
+    x = torch.randn(3, 5, 4, 4).contiguous(memory_format=fmt).requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
     w = torch.tensor(0.7, requires_grad=True)
     w2 = w.detach().clone().requires_grad_()
     y = scaled_batch_norm(bn, x, w)
-    y2 = ref(x) * w2
+    y2 = ref(x2) * w2
     assert torch.allclose(y, y2, atol=1e-6)
     g = torch.randn_like(y)
     y.backward(g)
     y2.backward(g)
     assert torch.allclose(w.grad, w2.grad, atol=1e-5)
+    assert torch.allclose(x.grad, x2.grad, atol=1e-5)
     for a, b in zip(bn.buffers(), ref.buffers(), strict=True):
         assert torch.allclose(a.float(), b.float())
     bn.eval(), ref.eval()
-    assert torch.allclose(scaled_batch_norm(bn, x, w), ref(x) * w, atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(scaled_batch_norm(bn, x, w), ref(x) * w, atol=1e-6)
 
 
 def _random_model(backbone: str = "mobilenet_v2") -> nn.Module:

@@ -62,7 +62,8 @@ def scaled_batch_norm(bn: nn.BatchNorm2d, x: Tensor, scale: Tensor | None) -> Te
     if momentum is None:  # cumulative moving average, as nn.BatchNorm2d
         momentum = 1.0 / float(bn.num_batches_tracked) if bn.training else 0.0
     batch_stats = bn.training or bn.running_mean is None
-    weight = scale.expand(bn.num_features) if bn.weight is None else bn.weight * scale
+    # contiguous: the CPU channels_last BN backward misreads a stride-0 (expanded) weight
+    weight = scale.expand(bn.num_features).contiguous() if bn.weight is None else bn.weight * scale
     bias = None if bn.bias is None else bn.bias * scale
     track = not bn.training or bn.track_running_stats
     return F.batch_norm(
