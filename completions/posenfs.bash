@@ -29,13 +29,13 @@ _posenfs() {
         'completions') subs=""; opts="--write --help -h" ;;
         'data') subs="synth"; opts="--help -h" ;;
         'data synth') subs=""; opts="--out -o --format -f --images -n --val-images --seed --size --max-people --quality --force --help -h" ;;
-        'eval') subs=""; opts="--dataset --data-root --split --ann-file --image-dir --flip --no-flip --flip-shift --no-flip-shift --boxes --box-thr --batch-size -b --workers -j --set --name --project --device --help -h" ;;
+        'eval') subs=""; opts="--dataset --data-root --split --ann-file --image-dir --flip --no-flip --flip-shift --no-flip-shift --boxes --box-thr --batch-size -b --workers -j --set --name --project --device --compile --help -h" ;;
         'export') subs=""; opts="--format -f --out -o --opset --batch --atol --help -h" ;;
-        'predict') subs=""; opts="--checkpoint -c --boxes --image-ids --box-thr --detector --whole-image --overlay --kpt-thr --flip --no-flip --batch-size -b --out -o --device --max-frames --help -h" ;;
-        'profile') subs=""; opts="--recipe -r --input-size --batch-size -b --runs --timing --no-timing --threads --channels-last --no-channels-last --set --device --json --help -h" ;;
+        'predict') subs=""; opts="--checkpoint -c --boxes --image-ids --box-thr --detector --whole-image --overlay --kpt-thr --flip --no-flip --batch-size -b --out -o --device --max-frames --compile --help -h" ;;
+        'profile') subs=""; opts="--recipe -r --input-size --batch-size -b --runs --timing --no-timing --threads --channels-last --no-channels-last --set --device --json --compile --help -h" ;;
         'prune') subs=""; opts="--threshold -t --out -o --input-size --batch-size -b --timing --no-timing --runs --device --json --help -h" ;;
-        'search') subs=""; opts="--recipe -r --strategy -s --dataset --data-root --epochs --batch-size -b --lr --arch-lr --arch-lr-decay --no-arch-lr-decay --input-size --parts --backbone --workers -j --seed --val-every --grad-clip --amp --set --name --project --exist-ok --resume --device --progress --no-progress --help -h" ;;
-        'train') subs=""; opts="--recipe -r --genotype -g --from --dataset --data-root --epochs --batch-size -b --lr --input-size --parts --backbone --workers -j --seed --val-every --grad-clip --amp --set --name --project --exist-ok --resume --device --progress --no-progress --help -h" ;;
+        'search') subs=""; opts="--recipe -r --strategy -s --dataset --data-root --epochs --batch-size -b --lr --arch-lr --arch-lr-decay --no-arch-lr-decay --input-size --parts --backbone --workers -j --seed --val-every --grad-clip --amp --compile --set --name --project --exist-ok --resume --device --progress --no-progress --help -h" ;;
+        'train') subs=""; opts="--recipe -r --genotype -g --from --dataset --data-root --epochs --batch-size -b --lr --input-size --parts --backbone --workers -j --seed --val-every --grad-clip --amp --compile --set --name --project --exist-ok --resume --device --progress --no-progress --help -h" ;;
         'visualize') subs="dataset arch curves genotype-diff heatmaps"; opts="--help -h" ;;
         'visualize arch') subs=""; opts="--out -o --help -h" ;;
         'visualize curves') subs=""; opts="--out -o --keys -k --help -h" ;;
