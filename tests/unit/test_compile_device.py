@@ -77,8 +77,11 @@ def test_compiled_matches_eager_on_a_tiny_cnf(backend):
     assert torch.allclose(out_c, out_e, atol=1e-5, rtol=1e-5)
     out_e.square().sum().backward()
     out_c.square().sum().backward()
+    # relative to the largest gradient: a conv bias before a batch-stat BN has an exactly-zero
+    # gradient, which both sides only reach up to rounding noise
+    scale = max(float(p.grad.abs().max()) for p in eager.parameters())
     for (n, a), b in zip(eager.named_parameters(), compiled.parameters(), strict=True):
-        assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-4), n
+        assert torch.allclose(a.grad, b.grad, atol=1e-5 * scale, rtol=1e-4), n
 
 
 def test_no_recompilation_while_searching():
