@@ -109,11 +109,15 @@ def thop_macs(model: nn.Module, input_size: list[int]) -> int | None:
             from thop import profile
     except ImportError:
         return None
+    from thop.vision.basic_hooks import count_convNd
+
     m = copy.deepcopy(model).cpu().eval()
     x = torch.zeros(1, 3, *input_size)
+    # thop matches exact module types: count Conv2d subclasses (nas.ops.DepthwiseConv) as convs
+    custom = {type(c): count_convNd for c in m.modules() if isinstance(c, nn.Conv2d)}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        macs, _ = profile(m, inputs=(x,), verbose=False)
+        macs, _ = profile(m, inputs=(x,), custom_ops=custom, verbose=False)
     return int(macs)
 
 
