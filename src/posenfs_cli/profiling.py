@@ -37,6 +37,8 @@ class ProfileReport:
     train_step_ms: float | None = None
     train_images_per_s: float | None = None
     peak_memory_mb: float | None = None
+    compiled: bool = False
+    compile_s: float | None = None  # first forward + first train step, minus a timed run each
     memory_kind: str = ""
     arch_params: int = 0
     paper: dict[str, Any] = field(default_factory=dict)
@@ -127,11 +129,15 @@ def thop_macs(model: nn.Module, input_size: list[int]) -> int | None:
             from thop import profile
     except ImportError:
         return None
+    from thop.vision.basic_hooks import count_convNd
+
     m = copy.deepcopy(model).cpu().eval()
     x = torch.zeros(1, 3, *input_size)
+    # thop matches exact module types: count Conv2d subclasses (nas.ops.DepthwiseConv) as convs
+    custom = {type(c): count_convNd for c in m.modules() if isinstance(c, nn.Conv2d)}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        macs, _ = profile(m, inputs=(x,), verbose=False)
+        macs, _ = profile(m, inputs=(x,), custom_ops=custom, verbose=False)
     return int(macs)
 
 
@@ -250,20 +256,33 @@ def time_model(
     model: nn.Module,
     runs: int = 10,
     channels_last: bool = True,
+    compile: str | bool = "off",
 ) -> ProfileReport:
-    """Fill in latency (bs1), train-step time/throughput and peak memory (weights restored)."""
+    """Fill in latency (bs1, the folded inference copy eval/predict run), train-step
+    time/throughput and peak memory. Both run on copies: the caller's model is untouched."""
+    from posenfs_cli.device import maybe_compile
+    from posenfs_cli.models.fold import inference_model
+
     device = torch.device(report.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    state = copy.deepcopy(model.state_dict())
-    runner = ChannelsLast(model) if channels_last else model
     size = report.input_size
-    report.latency_ms = measure_latency(runner, size, device, runs=runs) * 1e3
+    infer = inference_model(model, device, channels_last, compile)
+    train = copy.deepcopy(model)
+    train = ChannelsLast(train) if channels_last else train
+    report.compiled = maybe_compile(train, compile, device, "train")
+    first = time.perf_counter()
+    report.latency_ms = measure_latency(infer, size, device, warmup=1, runs=1) * 1e3
+    first = time.perf_counter() - first
+    report.latency_ms = measure_latency(infer, size, device, runs=runs) * 1e3
+    t0 = time.perf_counter()
+    step = measure_train_step(train, size, report.batch_size, device, warmup=0, runs=1)
+    first += time.perf_counter() - t0
     step = measure_train_step(
-        runner, size, report.batch_size, device, warmup=1, runs=max(3, runs // 3)
+        train, size, report.batch_size, device, warmup=1, runs=max(3, runs // 3)
     )
-    model.load_state_dict(state)  # timing must not change the weights the user holds
-    model.to(memory_format=torch.contiguous_format)
+    if report.compiled:
+        report.compile_s = first - 2 * report.latency_ms / 1e3 - 3 * step
     report.train_step_ms = step * 1e3
     report.train_images_per_s = report.batch_size / step
     report.peak_memory_mb, report.memory_kind = peak_memory_mb(device)

@@ -74,6 +74,9 @@ def eval_command(
     name: str | None = typer.Option(None, "--name", help="Run name under runs/eval/."),
     project: Path = typer.Option(Path("runs"), "--project"),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda[:N]."),
+    compile: str | None = typer.Option(
+        None, "--compile", help="auto | on | off: torch.compile the model (auto: CUDA only)."
+    ),
 ) -> None:
     """Evaluate a checkpoint: PCKh (MPII, as the official code) or COCO keypoint AP.
 
@@ -104,12 +107,13 @@ def eval_command(
         name,
         project,
         device,
+        compile,
     )
 
 
-def _data_config(ckpt, dataset, data_root, split, boxes, box_thr, workers, sets):
+def _data_config(ckpt, dataset, data_root, split, boxes, box_thr, workers, sets, compile=None):
     rec = ckpt.recipe
-    over = [f"data.workers={workers}"]
+    over = [f"data.workers={workers}"] + ([f"eval.compile={compile}"] if compile else [])
     if dataset:
         over.append(f"data.dataset={dataset}")
         if dataset in ("mpii", "coco"):
@@ -150,6 +154,7 @@ def _eval(
     name,
     project,
     device,
+    compile=None,
 ) -> None:
     from posenfs_cli.data.build import build_eval_dataset, build_loader
     from posenfs_cli.data.keypoints import get_layout
@@ -158,15 +163,17 @@ def _eval(
     from posenfs_cli.engine.run import new_run_dir
     from posenfs_cli.evaluation.evaluator import json_safe, predict, score, unreadable_count
     from posenfs_cli.evaluation.pckh import save_pred_mat
+    from posenfs_cli.models.fold import inference_model
 
     checkpoint = checkpoint_or_latest(checkpoint, project)
     dev = select_device(resolve_device_option(ctx, device))
     ckpt = read_checkpoint(checkpoint)
-    rec = _data_config(ckpt, dataset, data_root, split, boxes, box_thr, workers, sets)
+    rec = _data_config(ckpt, dataset, data_root, split, boxes, box_thr, workers, sets, compile)
     layout = get_layout(rec.data.keypoints)
     ds = build_eval_dataset(rec.data, ann_file, image_dir, head_boxes)
     kind = layout.name if ann_file is not None else rec.data.dataset
     model, _ = build_from_checkpoint(ckpt, dev)
+    model = inference_model(model, dev, channels_last=True, compile=rec.eval.compile)
     loader = build_loader(ds, batch_size, shuffle=False, workers=workers, seed=0)
     for note in getattr(ds, "notes", []):
         console.print(f"[dim]note:[/] {escape(note)}", soft_wrap=True)

@@ -55,6 +55,7 @@ class Options:
     device: str
     max_frames: int | None
     coco_results: Path | None = None
+    compile: str = "auto"
 
 
 @dataclass
@@ -160,6 +161,9 @@ def predict_command(
         help="With --boxes: also write one COCO keypoint-results JSON for all inputs "
         "(rescored and OKS-NMS'd as `posenfs eval` does; pycocotools reads it).",
     ),
+    compile: str = typer.Option(
+        "auto", "--compile", help="auto | on | off: torch.compile the model (auto: CUDA only)."
+    ),
 ) -> None:
     """Predict keypoints of every person and write one JSON per image (a single JSON for a
     video), optionally with overlays.
@@ -191,6 +195,7 @@ def predict_command(
         resolve_device_option(ctx, device),
         max_frames,
         coco_results,
+        compile,
     )
     _predict(opts)
 
@@ -213,7 +218,7 @@ def _predict(opts: Options) -> None:
         for i, p in enumerate(source.paths):
             box_source.image_id(Frame(i, p.stem, None, p))  # fail fast on unmatched names
     predictor = Predictor.from_checkpoint(
-        checkpoint, dev, flip=opts.flip, batch_size=opts.batch_size
+        checkpoint, dev, flip=opts.flip, batch_size=opts.batch_size, compile=opts.compile
     )
     out_dir = (
         Path(opts.out) if opts.out is not None else new_run_dir("runs", "predict", source.name)

@@ -90,6 +90,9 @@ def profile_command(
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: key.path=value."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda[:N]."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
+    compile: str = typer.Option(
+        "auto", "--compile", help="auto | on | off: time the torch.compiled model (auto: CUDA)."
+    ),
 ) -> None:
     """Count params and conv MACs, time the forward pass and a train step, report memory.
 
@@ -111,6 +114,7 @@ def profile_command(
         overrides,
         device,
         as_json,
+        compile,
     )
 
 
@@ -128,6 +132,7 @@ def _profile(
     overrides,
     device,
     as_json,
+    compile="auto",
 ) -> None:
     from posenfs_cli.engine.checkpoint import build_from_checkpoint
     from posenfs_cli.models.build import build_from_recipe
@@ -165,7 +170,7 @@ def _profile(
         console.print(render(report, escape(f"{title} — input {size[0]}x{size[1]}, {dev}")))
     if timing:
         with console.status("timing forward (bs1) and train step ...", spinner="dots"):
-            time_model(report, model, runs, channels_last)
+            time_model(report, model, runs, channels_last, compile)
     if as_json:
         print(json.dumps({"name": rec.name, **report.to_dict()}))
     elif report.latency_ms is not None:

@@ -58,6 +58,7 @@ def flag_overrides(**flags: Any) -> list[str]:
         "grad_clip": "train.grad_clip",
         "amp": "train.amp",
         "pretrained": "model.pretrained",
+        "compile": "train.compile",
     }
     out = []
     for name, value in flags.items():
@@ -271,6 +272,9 @@ O_PRETRAINED = typer.Option(
     "--pretrained",
     help="Backbone initialisation: imagenet (downloaded once, see README), a weights file, "
     "or none [default: the recipe's].",
+)
+O_COMPILE = typer.Option(
+    None, "--compile", help="auto | on | off: torch.compile the model (auto: on CUDA only)."
 )
 O_SET = typer.Option([], "--set", help="Override any recipe key: key.path=value (repeatable).")
 O_NAME = typer.Option(None, "--name", help="Run name (auto-incremented if it exists).")

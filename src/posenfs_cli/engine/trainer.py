@@ -42,6 +42,7 @@ from torch.utils.data import DistributedSampler, Subset
 from posenfs_cli.config import Recipe, validate_recipe
 from posenfs_cli.data.build import build_dataset, build_loader
 from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.device import maybe_compile, tune_backend
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.engine.checkpoint import (
     load_weights,
@@ -300,6 +301,8 @@ class Trainer:
         self.model = self._build_model().to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        tune_backend(self.device)
+        self.compiled = maybe_compile(self.model, self.cfg.compile, self.device, "train")
         name = self.strategy_name
         if name in ("random", "fixed"):  # freeze before DDP sees the parameters
             for p in self.model.arch_parameters():

@@ -1,5 +1,7 @@
 """ONNX export of a pose model (heatmaps out) with a numerical check against PyTorch.
 
+The exported graph is the folded inference copy (``models.fold``: eval BatchNorm folded into the
+convolutions, α/β into constants); ``check_onnx`` compares it with the unfolded model.
 Only the network is exported: [N, 3, H, W] normalised RGB in, [N, K, H/4, W/4] heatmaps out.
 Cropping and decoding stay in Python (``inference.predictor``), so any runtime gets the same
 keypoints by running the same small pre/post-processing. The legacy TorchScript exporter is used
@@ -22,6 +24,7 @@ from torch import nn
 from posenfs_cli.data.keypoints import KeypointLayout
 from posenfs_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from posenfs_cli.errors import PosenfsError
+from posenfs_cli.models.fold import fold_for_inference
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "heatmaps"
@@ -119,7 +122,8 @@ def export_onnx(
     onnx = _require("onnx")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    net = exportable(model.cpu().eval())
+    # the same folded copy eval/predict run: eval BN and α/β baked into the convs
+    net = exportable(fold_for_inference(model.cpu()))
     h, w = int(input_size[0]), int(input_size[1])
     x = torch.randn(batch or 1, 3, h, w)
     dynamic = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if batch is None else None

@@ -24,7 +24,8 @@ from posenfs_cli.data.keypoints import KeypointLayout, get_layout
 from posenfs_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD, warp_crop
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.decode import decode_heatmaps, flip_test, heatmap_to_image_coords
-from posenfs_cli.profiling import ChannelsLast, use_channels_last
+from posenfs_cli.models.fold import inference_model
+from posenfs_cli.profiling import use_channels_last
 
 BOX_PADDING = 1.25
 
@@ -95,8 +96,8 @@ class Predictor:
 
     ``input_size`` is (height, width) of the model input; heatmap size is read from the output.
     ``channels_last`` ("auto", True or False) runs convolutions in channels_last, 1.5x faster on
-    CPU. The model is put in eval mode (BatchNorm running statistics) and, with channels_last,
-    its weights are converted in place (numerically the same model).
+    CPU. The model runs as a folded eval-mode copy (``models.fold``; the argument is untouched).
+    ``compile``: ``--compile auto|on|off`` (see ``device.resolve_compile``).
     """
 
     def __init__(
@@ -110,6 +111,7 @@ class Predictor:
         batch_size: int = 32,
         channels_last: bool | str = "auto",
         input_format: str = "rgb",
+        compile: str | bool = "off",
     ):
         if batch_size < 1:
             raise PosenfsError("batch size must be >= 1")
@@ -124,9 +126,9 @@ class Predictor:
         self.input_format = input_format
         self.keypoint_score_threshold = 0.2
         self.oks_nms_threshold = 0.9
-        model = model.to(self.device).eval()
-        self.model: nn.Module = (
-            ChannelsLast(model) if use_channels_last(self.device, channels_last) else model
+        # a folded copy (eval BN and α/β baked into the convs); the caller's model is untouched
+        self.model: nn.Module = inference_model(
+            model, self.device, use_channels_last(self.device, channels_last), compile
         )
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255.0

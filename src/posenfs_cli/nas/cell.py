@@ -1,4 +1,4 @@
-"""Mixed edge and cell (DESIGN §3): the micro (α) and macro (β) search space of one cell.
+"""Mixed edge and cell: the micro (α) and macro (β) search space of one cell.
 
 α is owned by the CNF (shared by all its cells) and passed in already normalised as
 ``|O| · softmax(α)``; β ∈ ℝ³ is owned by the cell. Pruned ops, slots and cells are simply not
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from posenfs_cli.nas.ops import ZERO, build_op
+from posenfs_cli.nas.ops import ZERO, Scaled, build_op, scaled_batch_norm
 
 SLOT_NAMES = ("same", "finer", "coarser")
 
@@ -27,7 +27,10 @@ def edge_pairs(hidden: int) -> list[tuple[int, int]]:
 
 
 class MixedEdge(nn.Module):
-    """``Σ_o w_o · o(x)`` over the live ops; ``w`` arrives already scaled by |O|."""
+    """``Σ_o w_o · o(x)`` over the live ops; ``w`` arrives already scaled by |O|.
+
+    Each op applies its own weight (``op(x, w_o)``, see ``nas.ops``), so no separate multiply.
+    """
 
     def __init__(
         self,
@@ -41,10 +44,11 @@ class MixedEdge(nn.Module):
         self.op_index: tuple[int, ...] = tuple(live)
         self.ops = nn.ModuleList(build_op(ops[i], c, bn_momentum) for i in live)
 
-    def forward(self, x: Tensor, w: Tensor) -> Tensor | None:
+    def forward(self, x: Tensor, w: Tensor | None) -> Tensor | None:
+        """``w`` None: the weights are already folded into the ops (``models.fold``)."""
         out: Tensor | None = None
         for i, op in zip(self.op_index, self.ops, strict=True):
-            y = op(x) * w[i]
+            y = op(x, None if w is None else w[i])
             out = y if out is None else out + y
         return out
 
@@ -52,15 +56,25 @@ class MixedEdge(nn.Module):
 def make_transform(kind: str, c: int, bn_momentum: float = 0.1) -> nn.Module:
     """Scale transform into a cell with ``c`` channels from a same/finer/coarser neighbour."""
     if kind == "identity":
-        return nn.Identity()
+        return Scaled()
     if kind == "down":  # finer neighbour (c/2 channels, 2x size): conv stride 2 -> BN
-        return nn.Sequential(
-            nn.Conv2d(c // 2, c, 3, stride=2, padding=1, bias=True),
-            nn.BatchNorm2d(c, momentum=bn_momentum),
-        )
+        return Downsample(c, bn_momentum)
     if kind == "up":  # coarser neighbour (2c channels, half size): 1x1 conv -> BN -> bilinear x2
         return Upsample(c, bn_momentum)
     raise ValueError(f"unknown transform {kind!r}")
+
+
+class Downsample(nn.Sequential):
+    """3x3 conv stride 2 -> BN; ``w · output`` with ``w`` folded into the BN affine."""
+
+    def __init__(self, c: int, bn_momentum: float = 0.1):
+        super().__init__(
+            nn.Conv2d(c // 2, c, 3, stride=2, padding=1, bias=True),
+            nn.BatchNorm2d(c, momentum=bn_momentum),
+        )
+
+    def forward(self, x: Tensor, w: Tensor | None = None) -> Tensor:
+        return scaled_batch_norm(self[1], self[0](x), w)
 
 
 class Upsample(nn.Module):
@@ -71,8 +85,8 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(2 * c, c, 1, bias=True)
         self.bn = nn.BatchNorm2d(c, momentum=bn_momentum)
 
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.bn(self.conv(x))
+    def forward(self, x: Tensor, w: Tensor | None = None) -> Tensor:
+        y = scaled_batch_norm(self.bn, self.conv(x), w)  # bilinear is linear: w commutes
         return F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=True)
 
 
@@ -111,26 +125,27 @@ class Cell(nn.Module):
         )
         self.pairs: tuple[tuple[int, int], ...] = tuple(edge_pairs(hidden))
         self.out = nn.Conv2d(hidden * c, c, 1, bias=True)
+        self.folded = False  # True in an inference copy: β is baked into the transforms
 
     def input_node(self, prev: list[Tensor | None]) -> Tensor:
-        bw = self.beta.softmax(0) * 3.0
+        bw = None if self.folded else self.beta.softmax(0) * 3.0
         acc: Tensor | None = None
         for k, src, t in zip(self.slot_index, self.sources, self.transforms, strict=True):
             x = prev[src]
             assert x is not None, f"cell ({self.layer},{self.scale}) reads a pruned cell"
-            y = t(x) * bw[k]
+            y = t(x, None if bw is None else bw[k])
             acc = y if acc is None else acc + y
         if acc is None:
             raise RuntimeError(f"cell ({self.layer},{self.scale}) has no live input slot")
         return torch.relu_(acc)
 
-    def forward(self, prev: list[Tensor | None], alpha_w: Tensor) -> Tensor:
+    def forward(self, prev: list[Tensor | None], alpha_w: Tensor | None) -> Tensor:
         nodes: list[Tensor | None] = [self.input_node(prev)] + [None] * self.hidden
         for e, (edge, (i, j)) in enumerate(zip(self.edges, self.pairs, strict=True)):
             x = nodes[i]
             if x is None:  # a hidden node whose every op was pruned is exactly zero
                 x = nodes[i] = torch.zeros_like(nodes[0])
-            y = edge(x, alpha_w[e])
+            y = edge(x, None if alpha_w is None else alpha_w[e])
             if y is not None:
                 nodes[j] = y if nodes[j] is None else nodes[j] + y
         hidden = [n if n is not None else torch.zeros_like(nodes[0]) for n in nodes[1:]]

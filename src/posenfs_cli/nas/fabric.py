@@ -1,4 +1,4 @@
-"""Cell-based Neural Fabric (DESIGN §3): the grow/shrink grid of cells and its wiring.
+"""Cell-based Neural Fabric: the grow/shrink grid of cells and its wiring.
 
 Scales 0..3 are strides 4..32 with ``C·4·2^s`` channels. Layer ``j`` of an ``L``-layer fabric
 has ``min(j+2, 4, L-j)`` cells. A CNF keeps a contiguous range of layers: the last ``L-cut``
@@ -121,6 +121,7 @@ class CNF(nn.Module):
         self.layer_widths: tuple[int, ...] = tuple(widths)
         self.layer_scales: tuple[tuple[int, ...], ...] = tuple(scales)
         self.prune = prune
+        self.folded = False  # True in an inference copy: α is baked into the ops
 
     def alpha_weights(self) -> Tensor:
         """``|O| · softmax(α)``: all ones at initialisation."""
@@ -135,7 +136,7 @@ class CNF(nn.Module):
         return sorted(used)
 
     def forward(self, prev: list[Tensor | None]) -> list[Tensor | None]:
-        aw = self.alpha_weights()
+        aw = None if self.folded else self.alpha_weights()
         cells = iter(self.cells)
         for width, scales in zip(self.layer_widths, self.layer_scales, strict=True):
             out: list[Tensor | None] = [None] * width

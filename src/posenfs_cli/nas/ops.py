@@ -3,13 +3,19 @@
 Every op keeps the channel count ``c`` and the spatial size. BN inside ops has no affine
 parameters (as in DARTS), momentum from the model config. ``zero`` is registered with a ``None``
 factory: the mixed edge keeps its α column but never builds or runs anything for it.
+
+Every op is called as ``op(x, w)`` and returns ``w · op(x)`` for a scalar weight ``w >= 0``. Ops
+that end in a BatchNorm (optionally followed by ReLU, which commutes with ``w >= 0``) apply ``w``
+as that BN's scale, so the mixed edge's weighting costs no extra pass over the tensor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from posenfs_cli.errors import PosenfsError
 
@@ -46,19 +52,83 @@ def build_op(name: str, c: int, bn_momentum: float = 0.1) -> nn.Module | None:
     return None if factory is None else factory(c, bn_momentum)
 
 
+def scaled_batch_norm(bn: nn.BatchNorm2d, x: Tensor, scale: Tensor | None) -> Tensor:
+    """``scale · bn(x)`` in one BN call: ``scale`` multiplies BN's affine weight and bias."""
+    if scale is None:
+        return bn(x)
+    if bn.training and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    momentum = bn.momentum
+    if momentum is None:  # cumulative moving average, as nn.BatchNorm2d
+        momentum = 1.0 / float(bn.num_batches_tracked) if bn.training else 0.0
+    batch_stats = bn.training or bn.running_mean is None
+    # contiguous: the CPU channels_last BN backward misreads a stride-0 (expanded) weight
+    weight = scale.expand(bn.num_features).contiguous() if bn.weight is None else bn.weight * scale
+    bias = None if bn.bias is None else bn.bias * scale
+    track = not bn.training or bn.track_running_stats
+    return F.batch_norm(
+        x,
+        bn.running_mean if track else None,
+        bn.running_var if track else None,
+        weight,
+        bias,
+        batch_stats,
+        momentum,
+        bn.eps,
+    )
+
+
+class Scaled(nn.Module):
+    """``w · x``: the skip op (and the identity scale transform)."""
+
+    def forward(self, x: Tensor, w: Tensor | None = None) -> Tensor:
+        return x if w is None else x * w
+
+
+class DepthwiseConv(nn.Conv2d):
+    """3x3 depthwise conv. Dilation 2 under autograd on CPU runs as an undilated conv on the
+    four interleaved sub-grids (same sums, same weights): the CPU backward of a dilated
+    depthwise conv falls to a per-sample im2col path that is 5-10x slower."""
+
+    def __init__(self, c: int, dilation: int = 1):
+        super().__init__(c, c, 3, padding=dilation, dilation=dilation, groups=c, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        d = self.dilation[0]
+        n, c, h, w = x.shape
+        if d == 1 or x.device.type != "cpu" or not torch.is_grad_enabled() or h % d or w % d:
+            return super().forward(x)
+        sub = x.reshape(n, c, h // d, d, w // d, d).permute(0, 3, 5, 1, 2, 4)
+        sub = sub.reshape(n * d * d, c, h // d, w // d).contiguous(memory_format=_fmt(x))
+        y = F.conv2d(sub, self.weight, None, 1, 1, 1, c)
+        y = y.reshape(n, d, d, c, h // d, w // d).permute(0, 3, 4, 1, 5, 2)
+        return y.reshape(n, c, h, w).contiguous(memory_format=_fmt(x))
+
+
+def _fmt(x: Tensor) -> torch.memory_format:
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if cl else torch.contiguous_format
+
+
 class SepConv(nn.Sequential):
-    """Twice [depthwise 3x3 -> pointwise 1x1 -> BN -> ReLU] (DESIGN §3)."""
+    """Twice [depthwise 3x3 -> pointwise 1x1 -> BN -> ReLU]; ``w`` rides in the last BN."""
 
     def __init__(self, c: int, bn_momentum: float = 0.1, repeats: int = 2, dilation: int = 1):
         layers: list[nn.Module] = []
         for _ in range(repeats):
             layers += [
-                nn.Conv2d(c, c, 3, padding=dilation, dilation=dilation, groups=c, bias=False),
+                DepthwiseConv(c, dilation),
                 nn.Conv2d(c, c, 1, bias=False),
                 nn.BatchNorm2d(c, affine=False, momentum=bn_momentum),
                 nn.ReLU(inplace=True),
             ]
         super().__init__(*layers)
+
+    def forward(self, x: Tensor, w: Tensor | None = None) -> Tensor:
+        last_bn = len(self) - 2
+        for i, layer in enumerate(self):
+            x = scaled_batch_norm(layer, x, w) if i == last_bn else layer(x)
+        return x
 
 
 class PoolBN(nn.Sequential):
@@ -70,9 +140,12 @@ class PoolBN(nn.Sequential):
         )
         super().__init__(pool, nn.BatchNorm2d(c, affine=False, momentum=bn_momentum))
 
+    def forward(self, x: Tensor, w: Tensor | None = None) -> Tensor:
+        return scaled_batch_norm(self[1], self[0](x), w)
+
 
 register_op(ZERO, None)
-register_op("skip", lambda c, m: nn.Identity())
+register_op("skip", lambda c, m: Scaled())
 register_op("sep_conv_3x3", lambda c, m: SepConv(c, m, repeats=2, dilation=1))
 register_op("dil_conv_3x3", lambda c, m: SepConv(c, m, repeats=1, dilation=2))
 register_op("avg_pool_3x3", lambda c, m: PoolBN("avg", c, m))
