@@ -91,7 +91,9 @@ def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / "format_v1.safetensors", pruned, recipe, epoch=3, metrics={"pckh": 0.5})
     save_genotype(out / "format_v1_genotype.json", model_genotype(pruned, "mpii"))
-    save_file({"input": x.contiguous(), "output": y.contiguous()}, str(out / "format_v1_io.safetensors"))
+    save_file(
+        {"input": x.contiguous(), "output": y.contiguous()}, str(out / "format_v1_io.safetensors")
+    )
     print(report.specs, tuple(y.shape), f"params {report.params_before} -> {report.params_after}")
 
 

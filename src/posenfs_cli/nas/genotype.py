@@ -5,6 +5,11 @@ names, the edges of α (``I -> h1`` ...), α as logits and softmax weights per e
 (layer, scale) its three input slots with β logits and softmax weights, and what was pruned.
 Logits are written as Python floats of the float32 values, so ``model -> JSON -> model`` is
 exact.
+
+``format_version`` (an integer) numbers the layout. Files without it were written before it
+existed; their ``"format": "posenfs-genotype/1"`` says format 1. ``format`` stays
+``posenfs-genotype/1`` while the format is 1, so posenfs 0.1.0 reads files written today. A
+file newer than :data:`FORMAT_VERSION` is refused with one line naming both versions.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ from typing import Any
 
 import torch
 
+from posenfs_cli import __version__
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.nas.cell import SLOT_NAMES, edge_pairs
 from posenfs_cli.nas.fabric import CNF, PruneSpec
 
-FORMAT = "posenfs-genotype/1"
+FORMAT_NAME = "posenfs-genotype"
+FORMAT_VERSION = 1
+"""The genotype format this posenfs writes and the newest it reads (CHANGELOG lists them)."""
+FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
 
 
 def _node(i: int) -> str:
@@ -98,7 +107,12 @@ def model_genotype(model: Any, layout_name: str | None = None) -> dict[str, Any]
         if name in part_joints and layout_names is not None:
             kps = [layout_names[j] for j in part_joints[name]]
         out.append(cnf_genotype(name, cnf, kps))
-    return {"format": FORMAT, "keypoint_layout": layout_name, "cnfs": out}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "keypoint_layout": layout_name,
+        "cnfs": out,
+    }
 
 
 def prune_specs(genotype: dict[str, Any]) -> dict[str, PruneSpec]:
@@ -118,10 +132,31 @@ def prune_specs(genotype: dict[str, Any]) -> dict[str, PruneSpec]:
     return specs
 
 
+def genotype_format_version(genotype: Any, source: str | Path | None = None) -> int:
+    """The format of a genotype dict: ``format_version``, else the number in ``format``."""
+    where = f"{source}: " if source is not None else ""
+    fmt = genotype.get("format") if isinstance(genotype, dict) else None
+    if not isinstance(fmt, str) or not fmt.startswith(FORMAT_NAME + "/"):
+        raise PosenfsError(f'{where}not a posenfs genotype (expected "format": "{FORMAT}")')
+    raw = genotype.get("format_version", fmt[len(FORMAT_NAME) + 1 :])
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise PosenfsError(f"{where}genotype format_version {raw!r} is not a positive integer")
+    if raw > FORMAT_VERSION:
+        raise PosenfsError(
+            f"{where}genotype format {raw} is newer than posenfs {__version__} reads (formats up "
+            f"to {FORMAT_VERSION}): upgrade posenfs"
+        )
+    return raw
+
+
 def _cnfs(genotype: dict[str, Any]) -> list[dict[str, Any]]:
-    if not isinstance(genotype, dict) or genotype.get("format") != FORMAT:
-        raise PosenfsError(f'not a posenfs genotype (expected "format": "{FORMAT}")')
-    return genotype["cnfs"]
+    genotype_format_version(genotype)
+    cnfs = genotype.get("cnfs")
+    if not isinstance(cnfs, list):
+        raise PosenfsError('not a posenfs genotype (no "cnfs" list)')
+    return cnfs
 
 
 def apply_genotype(model: Any, genotype: dict[str, Any]) -> None:
@@ -179,5 +214,6 @@ def load_genotype(path: str | Path) -> dict[str, Any]:
         data = json.loads(p.read_text())
     except json.JSONDecodeError as exc:
         raise PosenfsError(f"{p} is not valid JSON: {exc}") from exc
+    genotype_format_version(data, p)
     _cnfs(data)
     return data
