@@ -8,6 +8,7 @@ _posenfs() {
             'completions') path="completions" ;;
             'data') path="data" ;;
             'data synth') path="data synth" ;;
+            'env') path="env" ;;
             'eval') path="eval" ;;
             'export') path="export" ;;
             'predict') path="predict" ;;
@@ -25,10 +26,11 @@ _posenfs() {
     done
     local subs="" opts=""
     case "$path" in
-        '') subs="search train prune eval profile predict export completions visualize data"; opts="--device --version -V --help -h" ;;
+        '') subs="search train prune eval profile predict export completions env visualize data"; opts="--device --version -V --verbose --help -h" ;;
         'completions') subs=""; opts="--write --help -h" ;;
         'data') subs="synth"; opts="--help -h" ;;
         'data synth') subs=""; opts="--out -o --format -f --images -n --val-images --seed --size --max-people --quality --force --help -h" ;;
+        'env') subs=""; opts="--device --json --help -h" ;;
         'eval') subs=""; opts="--dataset --data-root --split --ann-file --image-dir --flip --no-flip --flip-shift --no-flip-shift --boxes --box-thr --batch-size -b --workers -j --set --name --project --device --help -h" ;;
         'export') subs=""; opts="--format -f --out -o --opset --batch --atol --help -h" ;;
         'predict') subs=""; opts="--checkpoint -c --boxes --image-ids --box-thr --detector --whole-image --overlay --kpt-thr --flip --no-flip --batch-size -b --out -o --device --max-frames --help -h" ;;
