@@ -8,16 +8,21 @@ own forward hooks and attributed to the backbone or a body part by module path. 
 from __future__ import annotations
 
 import copy
+import functools
 import resource
 import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from posenfs_cli.models.posenet import PartNet, PoseNet
 
 
 @dataclass
@@ -53,9 +58,9 @@ def _owner(name: str, part_names: list[str]) -> str:
     return "backbone"
 
 
-def count_params(model: nn.Module) -> tuple[int, int, dict[str, int], int]:
+def count_params(model: PoseNet) -> tuple[int, int, dict[str, int], int]:
     """(total, backbone, per part, architecture) parameter counts."""
-    part_names = [p.name for p in model.parts]
+    part_names = [p.name for p in cast("Iterable[PartNet]", model.parts)]
     per_part = dict.fromkeys(part_names, 0)
     backbone = arch = 0
     for name, p in model.named_parameters():
@@ -71,16 +76,19 @@ def count_params(model: nn.Module) -> tuple[int, int, dict[str, int], int]:
 
 
 @torch.no_grad()
-def conv_macs(model: nn.Module, input_size: list[int], device: torch.device | str = "cpu"):
+def conv_macs(
+    model: PoseNet, input_size: list[int], device: torch.device | str = "cpu"
+) -> tuple[int, int, dict[str, int]]:
     """(total, backbone, per part) conv/linear MACs at batch 1 via forward hooks."""
-    part_names = [p.name for p in model.parts]
+    part_names = [p.name for p in cast("Iterable[PartNet]", model.parts)]
     counts: dict[str, int] = {"backbone": 0, **dict.fromkeys(part_names, 0)}
     handles = []
 
     def make_hook(owner: str):
         def hook(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
             spatial = out.shape[-1] * out.shape[-2] if isinstance(mod, nn.Conv2d) else 1
-            counts[owner] += mod.weight.numel() * spatial
+            weight = cast(torch.Tensor, mod.weight)  # hooked on Conv2d / Linear only
+            counts[owner] += weight.numel() * spatial
 
         return hook
 
@@ -187,14 +195,15 @@ class ChannelsLast(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model.to(memory_format=torch.channels_last)
+        # Module.to(memory_format=...) is documented and works; torch's overloads omit it
+        self.model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
 
 def static_profile(
-    model: nn.Module,
+    model: PoseNet,
     input_size: list[int],
     batch_size: int = 8,
     device: torch.device | str = "cpu",
@@ -239,7 +248,7 @@ def time_model(
         runner, size, report.batch_size, device, warmup=1, runs=max(3, runs // 3)
     )
     model.load_state_dict(state)  # timing must not change the weights the user holds
-    model.to(memory_format=torch.contiguous_format)
+    model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # as in ChannelsLast
     report.train_step_ms = step * 1e3
     report.train_images_per_s = report.batch_size / step
     report.peak_memory_mb, report.memory_kind = peak_memory_mb(device)
@@ -247,7 +256,7 @@ def time_model(
 
 
 def profile_model(
-    model: nn.Module,
+    model: PoseNet,
     input_size: list[int],
     batch_size: int = 8,
     device: torch.device | str = "cpu",
@@ -264,7 +273,7 @@ def profile_model(
 
 @torch.inference_mode()
 def part_latencies(
-    models: list[nn.Module], size: list[int], device: torch.device, runs: int = 10
+    models: list[PoseNet], size: list[int], device: torch.device, runs: int = 10
 ) -> list[dict[str, float]]:
     """Best-of-``runs`` bs-1 forward time (ms) per model: whole, backbone, each part on its pyramid.
 
@@ -276,9 +285,12 @@ def part_latencies(
     for m in models:
         m.eval()
         pyramid = m.backbone(x)
-        fns = {"total": lambda m=m: m(x), "backbone": lambda m=m: m.backbone(x)}
-        for part in m.parts:
-            fns[part.name] = lambda part=part, pyramid=pyramid: part(pyramid)
+        fns: dict[str, Callable[[], Any]] = {
+            "total": functools.partial(m, x),
+            "backbone": functools.partial(m.backbone, x),
+        }
+        for part in cast("Iterable[PartNet]", m.parts):
+            fns[part.name] = functools.partial(part, pyramid)
         jobs.append(fns)
     times: list[dict[str, list[float]]] = [{k: [] for k in fns} for fns in jobs]
     for i in range(runs + 2):  # two warm-up rounds

@@ -130,6 +130,7 @@ def _eval(
     project,
     device,
 ) -> None:
+    from posenfs_cli.data.base import PoseDataset
     from posenfs_cli.data.build import build_dataset, build_loader
     from posenfs_cli.data.coco import COCODataset
     from posenfs_cli.data.keypoints import get_layout
@@ -154,7 +155,7 @@ def _eval(
             "train": False,
         }
         if rec.data.keypoints == "mpii":
-            ds = MPIIDataset.from_files(ann_file, image_dir, **common)
+            ds: PoseDataset = MPIIDataset.from_files(ann_file, image_dir, **common)
         else:
             ds = COCODataset.from_files(
                 ann_file, image_dir, detections_file=boxes, box_threshold=box_thr, **common

@@ -164,10 +164,8 @@ def run_training(
             recipe = load_recipe(run_dir / runfiles.CONFIG)
         else:
             assert recipe is not None
-            run_dir = (
-                runfiles.new_run_dir(project, command, name, exist_ok) if dist.is_main else None
-            )
-            run_dir = Path(broadcast_object(str(run_dir) if run_dir else None))
+            made = runfiles.new_run_dir(project, command, name, exist_ok) if dist.is_main else None
+            run_dir = Path(broadcast_object(str(made) if made else None))
         strategy = recipe.train.strategy if command == "search" else "fixed architecture"
         opts = TrainOptions(
             command=command,

@@ -7,6 +7,7 @@ rank 0 writes files and prints; metrics are reduced (losses) or gathered (predic
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,7 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
+def all_reduce_grads(params: Sequence[torch.Tensor]) -> None:
     """Average gradients computed outside DDP's reducer (the architecture steps)."""
     if not (dist.is_available() and dist.is_initialized()):
         return

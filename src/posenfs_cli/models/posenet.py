@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -45,11 +46,14 @@ class PartNet(nn.Module):
             feats[lvl] = adapter(pyramid[lvl])
         out = self.cnf(feats)[0]
         assert out is not None, f"part {self.name}: the output cell was pruned"
-        return self.head(out)
+        maps: Tensor = self.head(out)
+        return maps
 
 
 class PoseNet(nn.Module):
     """Backbone + P part CNFs; output [N, K, H/4, W/4] in the dataset's native joint order."""
+
+    merge_index: Tensor  # a buffer (register_buffer below)
 
     def __init__(self, backbone: nn.Module, parts: list[PartNet], num_joints: int):
         super().__init__()
@@ -85,5 +89,5 @@ class PoseNet(nn.Module):
         bb = getattr(self.backbone, "cnf", None)
         if isinstance(bb, CNF):
             yield "backbone", bb
-        for part in self.parts:
+        for part in cast("Iterable[PartNet]", self.parts):
             yield part.name, part.cnf

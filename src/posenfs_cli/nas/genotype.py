@@ -15,14 +15,15 @@ file newer than :data:`FORMAT_VERSION` is refused with one line naming both vers
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from posenfs_cli import __version__
 from posenfs_cli.errors import PosenfsError
-from posenfs_cli.nas.cell import SLOT_NAMES, edge_pairs
+from posenfs_cli.nas.cell import SLOT_NAMES, Cell, edge_pairs
 from posenfs_cli.nas.fabric import CNF, PruneSpec
 
 FORMAT_NAME = "posenfs-genotype"
@@ -41,14 +42,15 @@ def _source_name(cnf: CNF, layer: int, src: int) -> str:
     return f"cell[{layer - 1},{src}]"
 
 
-def _floats(t: torch.Tensor) -> list:
-    return t.detach().float().cpu().tolist()
+def _floats(t: torch.Tensor) -> list[float]:
+    values: list[float] = t.detach().float().cpu().tolist()
+    return values
 
 
 def cnf_genotype(name: str, cnf: CNF, keypoints: list[str] | None) -> dict[str, Any]:
     spec = cnf.spec
     alpha = cnf.alpha.detach().float().cpu()
-    live = {(c.layer, c.scale): c for c in cnf.cells}
+    live = {(c.layer, c.scale): c for c in cast("Iterable[Cell]", cnf.cells)}
     cells = []
     for key in spec.cell_keys():
         layer, scale = key
@@ -120,7 +122,7 @@ def prune_specs(genotype: dict[str, Any]) -> dict[str, PruneSpec]:
     specs: dict[str, PruneSpec] = {}
     for entry in _cnfs(genotype):
         spec = PruneSpec(
-            cells={tuple(c) for c in entry["pruned"]["cells"]},  # type: ignore[misc]
+            cells={(c[0], c[1]) for c in entry["pruned"]["cells"]},
             ops=set(entry["pruned"]["ops"]),
         )
         for cell in entry["cells"]:
@@ -192,7 +194,7 @@ def apply_genotype(model: Any, genotype: dict[str, Any]) -> None:
                 )
             cnf.alpha.copy_(alpha)
             by_key = {(c["layer"], c["scale"]): c for c in entry["cells"]}
-            for cell in cnf.cells:
+            for cell in cast("Iterable[Cell]", cnf.cells):
                 beta = by_key[(cell.layer, cell.scale)]["beta"]["logits"]
                 cell.beta.copy_(torch.tensor(beta, dtype=torch.float32))
 
@@ -211,7 +213,7 @@ def load_genotype(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise PosenfsError(f"genotype file not found: {p}")
     try:
-        data = json.loads(p.read_text())
+        data: dict[str, Any] = json.loads(p.read_text())
     except json.JSONDecodeError as exc:
         raise PosenfsError(f"{p} is not valid JSON: {exc}") from exc
     genotype_format_version(data, p)
