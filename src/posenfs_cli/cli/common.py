@@ -50,7 +50,7 @@ def user_errors(func: F) -> F:
             err_console.print("[yellow]interrupted[/]")
             sys.exit(130)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # wraps() keeps the signature; mypy cannot see it
 
 
 def _fnf(exc: FileNotFoundError) -> str:
