@@ -19,7 +19,7 @@ def env_command(
 ) -> None:
     """Print posenfs, Python, torch, CUDA/cuDNN, the device found, threads and library versions.
 
-    Paste the block into a bug report as it is. Same as ``posenfs --version --verbose``.
+    Paste the block into a bug report as it is. Same as: posenfs --version --verbose
 
     Examples:
       posenfs env
