@@ -8,6 +8,7 @@ _posenfs() {
             'completions') path="completions" ;;
             'data') path="data" ;;
             'data synth') path="data synth" ;;
+            'env') path="env" ;;
             'eval') path="eval" ;;
             'experiment') path="experiment" ;;
             'export') path="export" ;;
@@ -27,10 +28,11 @@ _posenfs() {
     done
     local subs="" opts=""
     case "$path" in
-        '') subs="search train prune eval profile experiment predict export import completions visualize data"; opts="--device --version -V --help -h" ;;
+        '') subs="search train prune eval profile experiment predict export import completions env visualize data"; opts="--device --version -V --verbose --help -h" ;;
         'completions') subs=""; opts="--write --help -h" ;;
         'data') subs="synth"; opts="--help -h" ;;
         'data synth') subs=""; opts="--out -o --format -f --images -n --val-images --seed --size --max-people --quality --force --help -h" ;;
+        'env') subs=""; opts="--device --json --help -h" ;;
         'eval') subs=""; opts="--dataset --data-root --split --ann-file --image-dir --flip --no-flip --flip-shift --no-flip-shift --boxes --box-thr --head-boxes --batch-size -b --workers -j --set --name --project --device --compile --help -h" ;;
         'experiment') subs=""; opts="--seeds --name --project --set --threads --device --progress --no-progress --help -h" ;;
         'export') subs=""; opts="--format -f --out -o --opset --batch --atol --help -h" ;;

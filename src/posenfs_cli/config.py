@@ -14,7 +14,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -205,7 +205,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return _from_dict(tp, value, where)
+        return _from_dict(cast(type, tp), value, where)
     if origin is list:
         if isinstance(value, tuple):
             value = list(value)
@@ -256,7 +256,8 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
 
 
 def recipe_from_dict(data: dict[str, Any]) -> Recipe:
-    return _from_dict(Recipe, data or {}, "")
+    recipe: Recipe = _from_dict(Recipe, data or {}, "")
+    return recipe
 
 
 def recipes_dir() -> Path:

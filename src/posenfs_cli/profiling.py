@@ -9,16 +9,21 @@ own forward hooks and attributed to the backbone or a body part by module path. 
 from __future__ import annotations
 
 import copy
+import functools
 import resource
 import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from posenfs_cli.models.posenet import PartNet, PoseNet
 
 
 @dataclass
@@ -59,9 +64,9 @@ def _owner(name: str, part_names: list[str]) -> str:
     return "backbone"
 
 
-def count_params(model: nn.Module) -> tuple[int, int, dict[str, int], int]:
+def count_params(model: PoseNet) -> tuple[int, int, dict[str, int], int]:
     """(total, backbone, per part, architecture) parameter counts."""
-    part_names = [p.name for p in model.parts]
+    part_names = [p.name for p in cast("Iterable[PartNet]", model.parts)]
     per_part = dict.fromkeys(part_names, 0)
     backbone = arch = 0
     for name, p in model.named_parameters():
@@ -78,11 +83,11 @@ def count_params(model: nn.Module) -> tuple[int, int, dict[str, int], int]:
 
 @torch.no_grad()
 def conv_macs(
-    model: nn.Module,
+    model: PoseNet,
     input_size: list[int],
     device: torch.device | str = "cpu",
     transpose_by_output: bool = False,
-):
+) -> tuple[int, int, dict[str, int]]:
     """(total, backbone, per part) conv/linear MACs at batch 1 via forward hooks.
 
     A ConvTranspose2d does ``weight.numel() × input H×W`` MACs (each input pixel is spread over
@@ -90,7 +95,7 @@ def conv_macs(
     ``get_model_summary`` does; that is 4× too many for a stride-2 deconv, but it is how the
     published SimpleBaseline sizes (8.9 "GFLOPs" at 256x192, Tab IV's 12.0G) were counted.
     """
-    part_names = [p.name for p in model.parts]
+    part_names = [p.name for p in cast("Iterable[PartNet]", model.parts)]
     counts: dict[str, int] = {"backbone": 0, **dict.fromkeys(part_names, 0)}
     handles = []
 
@@ -102,7 +107,8 @@ def conv_macs(
                 spatial = out.shape[-1] * out.shape[-2]
             else:
                 spatial = 1
-            counts[owner] += mod.weight.numel() * spatial
+            weight = cast(torch.Tensor, mod.weight)  # hooked on convs and Linear only
+            counts[owner] += weight.numel() * spatial
 
         return hook
 
@@ -213,14 +219,15 @@ class ChannelsLast(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model.to(memory_format=torch.channels_last)
+        # Module.to(memory_format=...) is documented and works; torch's overloads omit it
+        self.model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
 
 def static_profile(
-    model: nn.Module,
+    model: PoseNet,
     input_size: list[int],
     batch_size: int = 8,
     device: torch.device | str = "cpu",
@@ -290,7 +297,7 @@ def time_model(
 
 
 def profile_model(
-    model: nn.Module,
+    model: PoseNet,
     input_size: list[int],
     batch_size: int = 8,
     device: torch.device | str = "cpu",
@@ -307,7 +314,7 @@ def profile_model(
 
 @torch.inference_mode()
 def part_latencies(
-    models: list[nn.Module], size: list[int], device: torch.device, runs: int = 10
+    models: list[PoseNet], size: list[int], device: torch.device, runs: int = 10
 ) -> list[dict[str, float]]:
     """Best-of-``runs`` bs-1 forward time (ms) per model: whole, backbone, each part on its pyramid.
 
@@ -319,9 +326,12 @@ def part_latencies(
     for m in models:
         m.eval()
         pyramid = m.backbone(x)
-        fns = {"total": lambda m=m: m(x), "backbone": lambda m=m: m.backbone(x)}
-        for part in m.parts:
-            fns[part.name] = lambda part=part, pyramid=pyramid: part(pyramid)
+        fns: dict[str, Callable[[], Any]] = {
+            "total": functools.partial(m, x),
+            "backbone": functools.partial(m.backbone, x),
+        }
+        for part in cast("Iterable[PartNet]", m.parts):
+            fns[part.name] = functools.partial(part, pyramid)
         jobs.append(fns)
     times: list[dict[str, list[float]]] = [{k: [] for k in fns} for fns in jobs]
     for i in range(runs + 2):  # two warm-up rounds

@@ -14,17 +14,12 @@ app = typer.Typer(
     help="Pose Neural Fabrics Search: search, train, prune, evaluate, profile and run "
     "part-specific architectures for human pose estimation.",
     no_args_is_help=True,
+    invoke_without_command=True,  # so `--version --verbose` sees both flags (root() below)
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     add_completion=False,  # static scripts in completions/ (posenfs completions --write)
 )
-
-
-def _version(value: bool) -> None:
-    if value:
-        console.print(f"posenfs {__version__}")
-        raise typer.Exit()
 
 
 @app.callback()
@@ -34,9 +29,24 @@ def root(
         "auto", "--device", help="auto | cpu | cuda | cuda:N (default for every command)."
     ),
     version: bool = typer.Option(
-        False, "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+        False, "--version", "-V", is_eager=True, help="Print the version and exit."
+    ),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        help="With --version: the environment report for bug reports (as `posenfs env`).",
     ),
 ) -> None:
+    if version:
+        if verbose:
+            from posenfs_cli.envinfo import format_report, gather
+
+            typer.echo(format_report(gather(device)))
+        else:
+            console.print(f"posenfs {__version__}")
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        ctx.fail("Missing command.")
     ctx.obj = GlobalState(device=device)
 
 
@@ -56,6 +66,7 @@ COMMAND_MODULES = [
     "posenfs_cli.cli.visualize_heatmaps",
     "posenfs_cli.cli.data_cmd",
     "posenfs_cli.cli.completions",
+    "posenfs_cli.cli.env",
 ]
 
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -33,7 +33,7 @@ def global_state(ctx: typer.Context | None) -> GlobalState:
     return obj if isinstance(obj, GlobalState) else GlobalState()
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` as one line (the message is plain text, never markup)."""
     err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True)
     raise typer.Exit(code)
@@ -57,7 +57,7 @@ def user_errors(func: F) -> F:
             err_console.print("[yellow]interrupted[/]")
             sys.exit(130)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # wraps() keeps the signature; mypy cannot see it
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import typer
 from rich.markup import escape
 from rich.table import Table
-from torch import nn
 
 from posenfs_cli import profiling
 from posenfs_cli.cli.common import console, resolve_device_option, user_errors
 from posenfs_cli.errors import PosenfsError
+
+if TYPE_CHECKING:
+    from posenfs_cli.models.posenet import PoseNet
 
 
 def default_out(ckpt: Path) -> Path:
@@ -32,7 +34,7 @@ def genotype_path(out: Path) -> Path:
     return out.with_suffix(".genotype.json")
 
 
-def _sizes(model: nn.Module, size: list[int], device: torch.device) -> dict[str, Any]:
+def _sizes(model: PoseNet, size: list[int], device: torch.device) -> dict[str, Any]:
     total, backbone, parts, _arch = profiling.count_params(model)
     macs, macs_bb, macs_parts = profiling.conv_macs(model, size, device)
     return {

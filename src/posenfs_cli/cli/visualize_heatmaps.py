@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import typer
 from rich.markup import escape
@@ -15,6 +16,9 @@ from posenfs_cli.cli.common import (
     user_errors,
 )
 from posenfs_cli.errors import PosenfsError
+
+if TYPE_CHECKING:
+    from posenfs_cli.models.posenet import PoseNet
 
 
 def heatmaps_command(
@@ -78,7 +82,7 @@ def _heatmaps(ctx, checkpoint, image, box, kpt_thr, out, device) -> None:
     batch = pred.crop(img, xyxy[None])
     x = torch.from_numpy(batch.crops).to(dev).permute(0, 3, 1, 2).float()
     x = (x - pred._mean) / pred._std
-    merged, parts = part_heatmaps(pred.model, x)
+    merged, parts = part_heatmaps(cast("PoseNet", pred.model), x)  # a posenfs checkpoint
     coords, scores = decode_heatmaps(merged[None], shift=True)
     stride = pred.input_w / merged.shape[-1]
     crop_bgr = batch.crops[0][..., ::-1] if pred.input_format == "rgb" else batch.crops[0]

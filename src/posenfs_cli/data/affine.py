@@ -10,6 +10,7 @@ i.e. a source direction rotated by ``rotation`` ends up pointing straight up).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -17,10 +18,10 @@ PIXEL_STD = 200.0
 
 
 def get_affine_transform(
-    center: np.ndarray | list[float],
-    scale: np.ndarray | list[float],
+    center: np.ndarray | Sequence[float],
+    scale: np.ndarray | Sequence[float],
     rotation: float,
-    output_size: tuple[int, int] | list[int],
+    output_size: Sequence[int],
     inverse: bool = False,
 ) -> np.ndarray:
     """2x3 float64 matrix mapping image -> crop (or crop -> image with ``inverse``).

@@ -234,16 +234,16 @@ def parse_coco_records(
     sel = sel[np.argsort([order_of_image[i] for i in image_ids[sel]], kind="stable")]
     _check_file_names(coco, source, image_ids[sel])
     centers, scales = boxes_to_center_scale(clean[sel], aspect_ratio)
-    j = kps[sel]
-    labelled = j[:, :, 2] > 0
-    j[:, :, :2] = np.where(labelled[..., None], j[:, :, :2], 0.0)
-    j[:, :, 2] = np.where(labelled, j[:, :, 2], 0.0)
+    jts = kps[sel]
+    labelled = jts[:, :, 2] > 0
+    jts[:, :, :2] = np.where(labelled[..., None], jts[:, :, :2], 0.0)
+    jts[:, :, 2] = np.where(labelled, jts[:, :, 2], 0.0)
     return PoseRecords(
         images=[coco.imgs[i]["file_name"] for i in image_ids[sel]],
         image_ids=image_ids[sel],
         centers=centers,
         scales=scales,
-        joints=j,
+        joints=jts,
         headboxes=np.zeros((len(sel), 4)),
         areas=area[sel],
         scores=np.ones(len(sel)),

@@ -714,14 +714,15 @@ def render_scene(scene: SynthScene) -> np.ndarray:
     noise_rng = np.random.default_rng(scene.noise_seed)
     if scene.texture_amp:
         tex = noise_rng.integers(0, scene.texture_amp + 1, (size, size, 3), dtype=np.uint8)
-        img = cv2.subtract(cv2.add(img, tex), (scene.texture_amp // 2,) * 3 + (0,))
+        # a scalar tuple (cv::Scalar) is a valid operand; OpenCV's stubs list only arrays
+        img = cv2.subtract(cv2.add(img, tex), (scene.texture_amp // 2,) * 3 + (0,))  # type: ignore[call-overload]
     for s in scene.clutter:
         _draw(img, s)
     for s in scene.shapes:
         _draw(img, s)
     if scene.sensor_amp:
         sen = noise_rng.integers(0, scene.sensor_amp + 1, (size, size, 3), dtype=np.uint8)
-        img = cv2.subtract(cv2.add(img, sen), (scene.sensor_amp // 2,) * 3 + (0,))
+        img = cv2.subtract(cv2.add(img, sen), (scene.sensor_amp // 2,) * 3 + (0,))  # type: ignore[call-overload]  # as above
     img = cv2.convertScaleAbs(img, alpha=scene.gain, beta=scene.bias)
     if scene.blur:
         img = cv2.GaussianBlur(img, (3, 3), 0)
@@ -828,7 +829,8 @@ def split_annotations(split: SynthSplit) -> Any:
         for i in range(split.num_images):
             recs.extend(mpii_records(split, i, generate_scene(split, i)))
         return recs
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for i in range(split.num_images):
         img, a = coco_entries(split, i, generate_scene(split, i), len(anns) + 1)
         images.append(img)

@@ -48,7 +48,7 @@ def gaussian_heatmaps(
     h, w = int(heatmap_size[0]), int(heatmap_size[1])
     pts = np.asarray(joints_hm, dtype=np.float64).reshape(-1, 2)
     vis = np.asarray(visible).reshape(-1) > 0
-    finite = np.isfinite(pts).all(axis=1)
+    finite = np.asarray(np.isfinite(pts).all(axis=1))
     mu = np.floor(np.where(finite[:, None], pts, -1e9) + 0.5)
     inside = (mu[:, 0] >= 0) & (mu[:, 0] < w) & (mu[:, 1] >= 0) & (mu[:, 1] < h)
     weight = (vis & finite & inside).astype(np.float32)

@@ -175,6 +175,7 @@ def crop_joints(
     """
     j = np.asarray(joints, dtype=np.float64)
     if params.flipped:
+        assert params.flip_width is not None  # set whenever flipped
         j = flip_joints(j, int(params.flip_width), layout)
     m = get_affine_transform(
         params.center, params.scale, params.rotation, (input_size[1], input_size[0])

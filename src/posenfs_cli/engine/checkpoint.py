@@ -1,9 +1,13 @@
 """Model checkpoints: safetensors weights + metadata (config, genotype, ...), written atomically.
 
-Metadata keys (DESIGN §10): ``posenfs_version``, ``config`` (the resolved recipe as JSON),
-``genotype`` (JSON), ``dataset``, ``keypoints``, ``input_format``, ``epoch``, ``metrics``.
-A checkpoint alone rebuilds its model: the config gives the structure and the genotype's
-pruning record gives what is physically absent.
+Metadata keys (DESIGN §10): ``format_version``, ``posenfs_version``, ``config`` (the resolved
+recipe as JSON), ``genotype`` (JSON), ``dataset``, ``keypoints``, ``input_format``, ``epoch``,
+``metrics``. A checkpoint alone rebuilds its model: the config gives the structure and the
+genotype's pruning record gives what is physically absent.
+
+``format_version`` (an integer, as a string like every safetensors metadata value) numbers the
+layout of weights and metadata. Files without it were written before it existed and are
+format 1; a file newer than :data:`FORMAT_VERSION` is refused with one line naming both.
 """
 
 from __future__ import annotations
@@ -25,6 +29,22 @@ from posenfs_cli.errors import PosenfsError
 from posenfs_cli.nas.genotype import check_genotype, model_genotype, prune_specs
 
 META_KEYS = ("posenfs_version", "config", "genotype", "dataset", "keypoints", "input_format")
+FORMAT_VERSION = 1
+"""The checkpoint format this posenfs writes and the newest it reads (CHANGELOG lists them)."""
+
+
+def checkpoint_format_version(metadata: dict[str, str], source: Path | str) -> int:
+    """The format of a checkpoint's metadata: 1 when absent; newer than we read is an error."""
+    raw = metadata.get("format_version", "1")
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise PosenfsError(f"{source}: checkpoint format_version {raw!r} is not a positive integer")
+    version = int(raw)
+    if version > FORMAT_VERSION:
+        raise PosenfsError(
+            f"{source}: checkpoint format {version} is newer than posenfs {__version__} reads "
+            f"(formats up to {FORMAT_VERSION}): upgrade posenfs"
+        )
+    return version
 
 
 def atomic_save_file(
@@ -51,6 +71,7 @@ def save_checkpoint(
     model = getattr(model, "module", model)  # unwrap DDP / compiled wrappers
     model = getattr(model, "_orig_mod", model)
     metadata = {
+        "format_version": str(FORMAT_VERSION),
         "posenfs_version": __version__,
         "config": json.dumps(recipe.to_dict()),
         "genotype": json.dumps(model_genotype(model, recipe.data.keypoints)),
@@ -73,6 +94,10 @@ class Checkpoint:
     metadata: dict[str, str]
     recipe: Recipe
     genotype: dict[str, Any]
+
+    @property
+    def format_version(self) -> int:
+        return int(self.metadata.get("format_version", "1"))
 
     @property
     def epoch(self) -> int:
@@ -98,6 +123,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PosenfsError(f"{p} is not a safetensors checkpoint ({reason})") from exc
+    checkpoint_format_version(metadata, p)  # first: a newer format may have other keys
     missing = [k for k in META_KEYS if k not in metadata]
     if missing:
         raise PosenfsError(

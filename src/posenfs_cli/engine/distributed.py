@@ -36,7 +36,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -371,7 +371,7 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
+def all_reduce_grads(params: Sequence[torch.Tensor]) -> None:
     """Average gradients computed outside DDP's reducer (the architecture steps)."""
     if not (dist.is_available() and dist.is_initialized()):
         return

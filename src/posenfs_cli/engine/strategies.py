@@ -15,7 +15,7 @@ scheduler object.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +24,9 @@ from torch.func import functional_call
 from posenfs_cli.config import TrainConfig
 from posenfs_cli.engine.distributed import all_reduce_grads
 from posenfs_cli.errors import PosenfsError
+
+if TYPE_CHECKING:
+    from posenfs_cli.models.posenet import PoseNet
 
 LossFn = Callable[[nn.Module, Any], Tensor]
 STRATEGIES = ("sync", "random", "darts1", "darts2")
@@ -36,7 +39,7 @@ def lr_at(base: float, epoch: int, steps: list[int], factor: float, decay: bool 
     return base * factor ** sum(1 for s in steps if epoch >= s)
 
 
-def draw_random_arch(model: nn.Module, seed: int) -> None:
+def draw_random_arch(model: PoseNet, seed: int) -> None:
     """α, β ~ N(0, 1) from ``seed`` alone (independent of any other RNG use)."""
     gen = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
@@ -51,7 +54,7 @@ class Strategy:
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, loss_fn: LossFn):
         self.model = model  # possibly DDP-wrapped: used for forward/backward
-        self.module: nn.Module = getattr(model, "module", model)
+        self.module = cast("PoseNet", getattr(model, "module", model))
         self.cfg = cfg
         self.loss_fn = loss_fn
         self.arch = self.module.arch_parameters()
@@ -149,7 +152,7 @@ class RandomArch(FixedArch):
     name = "random"
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, loss_fn: LossFn):
-        draw_random_arch(getattr(model, "module", model), cfg.seed)
+        draw_random_arch(cast("PoseNet", getattr(model, "module", model)), cfg.seed)
         super().__init__(model, cfg, loss_fn)
 
 
@@ -239,7 +242,7 @@ class Darts2(Darts1):
     name = "darts2"
 
     def _named(self) -> tuple[dict[str, Tensor], dict[str, Tensor], list[str], list[str]]:
-        params = dict(self.module.named_parameters())
+        params: dict[str, Tensor] = dict(self.module.named_parameters())
         arch_names = [n for n, _ in self.module.named_arch_parameters()]
         weight_names = [n for n in params if n not in set(arch_names)]
         return params, dict(self.module.named_buffers()), arch_names, weight_names
@@ -285,7 +288,8 @@ class Darts2(Darts1):
             for g, w in zip(grads[len(arch) :], vw, strict=True)
         ]
         # 3. implicit term: (∇α L_train(w+) − ∇α L_train(w−)) / 2ε with w± = w ± ε·d_w
-        norm = torch.sqrt(sum((g.float() ** 2).sum() for g in d_w)).clamp_min(1e-12)
+        sq = cast(Tensor, sum((g.float() ** 2).sum() for g in d_w))  # d_w is never empty
+        norm = torch.sqrt(sq).clamp_min(1e-12)
         eps = 0.01 / norm
         live = [n for n in weight_names if virtual[n].requires_grad]
         base = {n: params[n].detach() for n in weight_names}

@@ -69,6 +69,7 @@ from posenfs_cli.engine.strategies import STRATEGIES, Strategy, make_strategy
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.evaluator import Predictions, predict, score
 from posenfs_cli.models.build import build_model
+from posenfs_cli.models.posenet import PoseNet
 from posenfs_cli.nas.genotype import (
     apply_genotype,
     check_genotype_layout,
@@ -190,7 +191,7 @@ class Trainer:
             self.files.log(Text.from_markup(text).plain)
 
     # --- setup ------------------------------------------------------------------------
-    def _build_model(self) -> nn.Module:
+    def _build_model(self) -> PoseNet:
         rec = self.recipe
         prune = None
         if self.opts.from_checkpoint is not None:
@@ -235,7 +236,7 @@ class Trainer:
 
     def _loader(self, indices: list[int], epoch: int, salt: int, shuffle: bool, dataset=None):
         ds = Subset(dataset or self.train_set, indices)
-        sampler = None
+        sampler: DistributedSampler[Any] | None = None
         if self.dist.enabled:
             sampler = DistributedSampler(
                 ds,
@@ -258,7 +259,7 @@ class Trainer:
 
     def _val_loader(self):
         ds = self.val_set
-        sampler = None
+        sampler: DistributedSampler[Any] | None = None
         if self.dist.enabled:
             sampler = DistributedSampler(
                 ds, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=False
@@ -300,7 +301,8 @@ class Trainer:
             self.opts.from_checkpoint = None
         self.model = self._build_model().to(self.device)
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            # Module.to(memory_format=...) is documented and works; torch's overloads omit it
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         tune_backend(self.device)
         self.compiled = maybe_compile(self.model, self.cfg.compile, self.device, "train")
         name = self.strategy_name

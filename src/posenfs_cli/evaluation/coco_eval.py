@@ -28,7 +28,9 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "
 PERSON_CATEGORY = 1
 
 
-def rescore(keypoints: np.ndarray, box_scores: np.ndarray, kpt_thr: float = 0.2) -> np.ndarray:
+def rescore(
+    keypoints: np.ndarray, box_scores: Sequence[float] | np.ndarray, kpt_thr: float = 0.2
+) -> np.ndarray:
     """Instance scores [N]: box score × mean of keypoint scores > ``kpt_thr`` (0 if none).
 
     ``keypoints`` is [N,K,3] with the decoded peak value as third column. Weighting by keypoint

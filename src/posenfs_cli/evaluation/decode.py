@@ -10,6 +10,7 @@ kind, so decoding can stay on the accelerator until the final mapping.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast, overload
 
 import numpy as np
 import torch
@@ -75,6 +76,12 @@ def _mark_non_finite(
     return coords.masked_fill(bad.unsqueeze(-1), nan), maxvals.masked_fill(bad, nan)
 
 
+@overload
+def decode_heatmaps(
+    heatmaps: torch.Tensor, shift: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+@overload
+def decode_heatmaps(heatmaps: np.ndarray, shift: bool = True) -> tuple[np.ndarray, np.ndarray]: ...
 def decode_heatmaps(heatmaps: ArrayLike, shift: bool = True) -> tuple[ArrayLike, ArrayLike]:
     """Argmax plus a quarter-pixel step toward the higher neighbour on each axis.
 
@@ -133,7 +140,8 @@ def heatmap_to_image_coords(
     # rows of the inverse linear part R(θ)ᵀ / s, per sample: [[cos, -sin], [sin, cos]] / s
     a_inv = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2) / s[:, None, None]
     rel = q - np.array([out_w * 0.5, out_h * 0.5])
-    return c[:, None, :] + np.einsum("nkj,nij->nki", rel, a_inv)
+    image_xy: np.ndarray = c[:, None, :] + np.einsum("nkj,nij->nki", rel, a_inv)
+    return image_xy
 
 
 def _as_numpy(x: ArrayLike | float) -> np.ndarray:
@@ -194,4 +202,6 @@ def flip_test(
     out = model(torch.cat([x, x.flip(3)], dim=0))
     if isinstance(out, (list, tuple)):
         out = out[-1]
-    return merge_flip(out[:n], flip_back(out[n:], flip_pairs), shift=shift)
+    hm = cast(torch.Tensor, out)  # a list/tuple output was replaced by its last entry
+    merged = merge_flip(hm[:n], flip_back(hm[n:], flip_pairs), shift=shift)
+    return cast(torch.Tensor, merged)  # tensors in, tensor out

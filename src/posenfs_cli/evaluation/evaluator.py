@@ -68,7 +68,9 @@ class Predictions:
         return Predictions(coords[keep], scores[keep], {k: v[keep] for k, v in meta.items()}, loss)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
+def _autocast(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[None]:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -77,7 +79,7 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 @torch.no_grad()
 def predict(
     model: nn.Module,
-    batches: Iterable,
+    batches: Iterable[Any],
     device: torch.device,
     layout: KeypointLayout,
     flip: bool = True,

@@ -45,10 +45,12 @@ def compute_oks(
     scale = (float(area) + np.asarray(areas, dtype=np.float64).reshape(-1)) / 2.0 + EPS
     sim = np.exp(-(d2 / var / scale[:, None] / 2.0))
     if vis_thr is None:
-        return sim.mean(axis=1)
+        mean: np.ndarray = sim.mean(axis=1)
+        return mean
     mask = (g[None, :, 2] > vis_thr) & (d[..., 2] > vis_thr)
     count = mask.sum(axis=1)
-    return np.where(count > 0, (sim * mask).sum(axis=1) / np.maximum(count, 1), 0.0)
+    oks: np.ndarray = np.where(count > 0, (sim * mask).sum(axis=1) / np.maximum(count, 1), 0.0)
+    return oks
 
 
 def _score_order(scores: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -193,14 +194,15 @@ class HOGDetector:
                 "or pass --boxes"
             )
         self._hog = cv2.HOGDescriptor()
-        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self._hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector()))
 
     def boxes(self, image_bgr: np.ndarray, frame: Frame) -> Boxes:
         h, w = image_bgr.shape[:2]
         factor = max(1.0, self.min_side / max(1, min(h, w)))
         img = image_bgr
         if factor > 1.0:
-            img = cv2.resize(image_bgr, (round(w * factor), round(h * factor)), cv2.INTER_LINEAR)
+            size = (round(w * factor), round(h * factor))
+            img = cv2.resize(image_bgr, size, interpolation=cv2.INTER_LINEAR)
         if img.shape[0] < 128 or img.shape[1] < 64:
             return _empty()
         stride = (self.win_stride, self.win_stride)
@@ -211,7 +213,9 @@ class HOGDetector:
             return _empty()
         xywh = np.asarray(rects, dtype=np.float64).reshape(-1, 4) / factor
         scores = 1.0 / (1.0 + np.exp(-np.asarray(weights, dtype=np.float64).reshape(-1)))
-        keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.score_thr, self.nms_thr)
+        keep: Sequence[int] | np.ndarray = cv2.dnn.NMSBoxes(
+            xywh.tolist(), scores.tolist(), self.score_thr, self.nms_thr
+        )
         keep = np.asarray(keep, dtype=np.int64).reshape(-1)
         if keep.size == 0:
             return _empty()

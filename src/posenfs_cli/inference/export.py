@@ -16,6 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from posenfs_cli.data.keypoints import KeypointLayout
 from posenfs_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.fold import fold_for_inference
+
+if TYPE_CHECKING:
+    from posenfs_cli.models.posenet import PoseNet
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "heatmaps"
@@ -37,7 +41,10 @@ class ExportablePoseNet(nn.Module):
     exporter warns either way); a gather/conv is exact and exports cleanly.
     """
 
-    def __init__(self, model: nn.Module):
+    gather_index: torch.Tensor  # buffers (register_buffer below)
+    merge_weight: torch.Tensor
+
+    def __init__(self, model: PoseNet):
         super().__init__()
         self.model = model
         index = [int(i) for i in model.merge_index.tolist()]
@@ -65,7 +72,7 @@ class ExportablePoseNet(nn.Module):
 def exportable(model: nn.Module) -> nn.Module:
     """The module to trace: PoseNets get the ONNX-friendly merge, anything else as is."""
     if all(hasattr(model, a) for a in ("backbone", "parts", "merge_index", "identity_merge")):
-        return ExportablePoseNet(model).eval()
+        return ExportablePoseNet(cast("PoseNet", model)).eval()  # PoseNet's attributes (above)
     return model.eval()
 
 

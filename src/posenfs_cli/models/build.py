@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from torch import nn
+
 from posenfs_cli.config import HEADS, ModelConfig, Recipe
 from posenfs_cli.data.keypoints import KeypointLayout, get_layout
 from posenfs_cli.errors import PosenfsError
@@ -57,11 +61,12 @@ def build_model(
         path = resolve_pretrained(cfg.pretrained, cfg.backbone)
         cfg = ModelConfig(**{**cfg.__dict__, "pretrained": str(path)})
     if cfg.backbone == "fabric":
-        backbone = FabricBackbone(cfg.fabric, cfg.bn_momentum, prune.get("backbone"))
+        backbone: nn.Module = FabricBackbone(cfg.fabric, cfg.bn_momentum, prune.get("backbone"))
         if cfg.pretrained and load_pretrained:
-            from posenfs_cli.models.backbones.pretrained import identity_map, load_pretrained
+            from posenfs_cli.models.backbones.pretrained import identity_map
+            from posenfs_cli.models.backbones.pretrained import load_pretrained as load_into
 
-            load_pretrained(backbone, cfg.pretrained, identity_map, source_name="posenfs fabric")
+            load_into(backbone, cfg.pretrained, identity_map, source_name="posenfs fabric")
     else:
         if not load_pretrained and cfg.pretrained:
             cfg = ModelConfig(**{**cfg.__dict__, "pretrained": None})
@@ -88,7 +93,12 @@ def build_model(
     spec = subnet_spec(cfg)
     parts = [
         PartNet(
-            g, spec, list(backbone.out_channels), cfg.vector_dim, cfg.bn_momentum, prune.get(g.name)
+            g,
+            spec,
+            list(cast("list[int]", backbone.out_channels)),  # every backbone sets out_channels
+            cfg.vector_dim,
+            cfg.bn_momentum,
+            prune.get(g.name),
         )
         for g in groups
     ]

@@ -47,11 +47,14 @@ class PartNet(nn.Module):
             feats[lvl] = adapter(pyramid[lvl])
         out = self.cnf(feats)[0]
         assert out is not None, f"part {self.name}: the output cell was pruned"
-        return self.head(out)
+        maps: Tensor = self.head(out)
+        return maps
 
 
 class PoseNet(nn.Module):
     """Backbone + P part CNFs; output [N, K, H/4, W/4] in the dataset's native joint order."""
+
+    merge_index: Tensor  # a buffer (register_buffer below)
 
     def __init__(self, backbone: nn.Module, parts: list[nn.Module], num_joints: int):
         super().__init__()

@@ -42,7 +42,8 @@ class MixedEdge(nn.Module):
         super().__init__()
         live = [i for i, name in enumerate(ops) if name != ZERO and name not in dead_ops]
         self.op_index: tuple[int, ...] = tuple(live)
-        self.ops = nn.ModuleList(build_op(ops[i], c, bn_momentum) for i in live)
+        # build_op returns None only for zero, which `live` leaves out
+        self.ops = nn.ModuleList(build_op(ops[i], c, bn_momentum) for i in live)  # type: ignore[misc]
 
     def forward(self, x: Tensor, w: Tensor | None) -> Tensor | None:
         """``w`` None: the weights are already folded into the ops (``models.fold``)."""
@@ -140,13 +141,15 @@ class Cell(nn.Module):
         return torch.relu_(acc)
 
     def forward(self, prev: list[Tensor | None], alpha_w: Tensor | None) -> Tensor:
-        nodes: list[Tensor | None] = [self.input_node(prev)] + [None] * self.hidden
+        first = self.input_node(prev)
+        nodes: list[Tensor | None] = [first] + [None] * self.hidden
         for e, (edge, (i, j)) in enumerate(zip(self.edges, self.pairs, strict=True)):
             x = nodes[i]
             if x is None:  # a hidden node whose every op was pruned is exactly zero
-                x = nodes[i] = torch.zeros_like(nodes[0])
+                x = nodes[i] = torch.zeros_like(first)
             y = edge(x, None if alpha_w is None else alpha_w[e])
             if y is not None:
                 nodes[j] = y if nodes[j] is None else nodes[j] + y
-        hidden = [n if n is not None else torch.zeros_like(nodes[0]) for n in nodes[1:]]
-        return self.out(hidden[0] if self.hidden == 1 else torch.cat(hidden, dim=1))
+        hidden = [n if n is not None else torch.zeros_like(first) for n in nodes[1:]]
+        result: Tensor = self.out(hidden[0] if self.hidden == 1 else torch.cat(hidden, dim=1))
+        return result

@@ -8,7 +8,9 @@ backbone (fed by the stem output). α (``[H(H+1)/2, |O|]``) is shared by all cel
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +26,8 @@ def cells_in_layer(layer: int, total_layers: int) -> int:
 
 
 def scale_channels(channels: int, scale: int) -> int:
-    return channels * 4 * (2**scale)
+    factor: int = 2**scale
+    return channels * 4 * factor
 
 
 def slot_wiring(scale: int, prev_width: int) -> list[tuple[int, str]]:
@@ -130,7 +133,7 @@ class CNF(nn.Module):
     def input_levels_used(self) -> list[int]:
         """Which of the input tensors the first kept layer actually reads."""
         used: set[int] = set()
-        for cell in self.cells:
+        for cell in cast("Iterable[Cell]", self.cells):
             if cell.layer == self.spec.first_layer:
                 used.update(cell.sources)
         return sorted(used)

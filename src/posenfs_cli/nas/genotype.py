@@ -5,6 +5,11 @@ names, the edges of α (``I -> h1`` ...), α as logits and softmax weights per e
 (layer, scale) its three input slots with β logits and softmax weights, and what was pruned.
 Logits are written as Python floats of the float32 values, so ``model -> JSON -> model`` is
 exact.
+
+``format_version`` (an integer) numbers the layout. Files without it were written before it
+existed; their ``"format": "posenfs-genotype/1"`` says format 1. ``format`` stays
+``posenfs-genotype/1`` while the format is 1, so posenfs 0.1.0 reads files written today. A
+file newer than :data:`FORMAT_VERSION` is refused with one line naming both versions.
 """
 
 from __future__ import annotations
@@ -12,16 +17,21 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
+from posenfs_cli import __version__
 from posenfs_cli.errors import PosenfsError
-from posenfs_cli.nas.cell import SLOT_NAMES, edge_pairs
+from posenfs_cli.nas.cell import SLOT_NAMES, Cell, edge_pairs
 from posenfs_cli.nas.fabric import CNF, PruneSpec
 
-FORMAT = "posenfs-genotype/1"
+FORMAT_NAME = "posenfs-genotype"
+FORMAT_VERSION = 1
+"""The genotype format this posenfs writes and the newest it reads (CHANGELOG lists them)."""
+FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
 
 
 def _node(i: int) -> str:
@@ -34,14 +44,15 @@ def _source_name(cnf: CNF, layer: int, src: int) -> str:
     return f"cell[{layer - 1},{src}]"
 
 
-def _floats(t: torch.Tensor) -> list:
-    return t.detach().float().cpu().tolist()
+def _floats(t: torch.Tensor) -> list[float]:
+    values: list[float] = t.detach().float().cpu().tolist()
+    return values
 
 
 def cnf_genotype(name: str, cnf: CNF, keypoints: list[str] | None) -> dict[str, Any]:
     spec = cnf.spec
     alpha = cnf.alpha.detach().float().cpu()
-    live = {(c.layer, c.scale): c for c in cnf.cells}
+    live = {(c.layer, c.scale): c for c in cast("Iterable[Cell]", cnf.cells)}
     cells = []
     for key in spec.cell_keys():
         layer, scale = key
@@ -100,7 +111,12 @@ def model_genotype(model: Any, layout_name: str | None = None) -> dict[str, Any]
         if name in part_joints and layout_names is not None:
             kps = [layout_names[j] for j in part_joints[name]]
         out.append(cnf_genotype(name, cnf, kps))
-    return {"format": FORMAT, "keypoint_layout": layout_name, "cnfs": out}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "keypoint_layout": layout_name,
+        "cnfs": out,
+    }
 
 
 def prune_specs(genotype: dict[str, Any]) -> dict[str, PruneSpec]:
@@ -108,7 +124,7 @@ def prune_specs(genotype: dict[str, Any]) -> dict[str, PruneSpec]:
     specs: dict[str, PruneSpec] = {}
     for entry in _cnfs(genotype):
         spec = PruneSpec(
-            cells={tuple(c) for c in entry["pruned"]["cells"]},  # type: ignore[misc]
+            cells={(c[0], c[1]) for c in entry["pruned"]["cells"]},
             ops=set(entry["pruned"]["ops"]),
         )
         for cell in entry["cells"]:
@@ -120,10 +136,31 @@ def prune_specs(genotype: dict[str, Any]) -> dict[str, PruneSpec]:
     return specs
 
 
+def genotype_format_version(genotype: Any, source: str | Path | None = None) -> int:
+    """The format of a genotype dict: ``format_version``, else the number in ``format``."""
+    where = f"{source}: " if source is not None else ""
+    fmt = genotype.get("format") if isinstance(genotype, dict) else None
+    if not isinstance(fmt, str) or not fmt.startswith(FORMAT_NAME + "/"):
+        raise PosenfsError(f'{where}not a posenfs genotype (expected "format": "{FORMAT}")')
+    raw = genotype.get("format_version", fmt[len(FORMAT_NAME) + 1 :])
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise PosenfsError(f"{where}genotype format_version {raw!r} is not a positive integer")
+    if raw > FORMAT_VERSION:
+        raise PosenfsError(
+            f"{where}genotype format {raw} is newer than posenfs {__version__} reads (formats up "
+            f"to {FORMAT_VERSION}): upgrade posenfs"
+        )
+    return raw
+
+
 def _cnfs(genotype: dict[str, Any]) -> list[dict[str, Any]]:
-    if not isinstance(genotype, dict) or genotype.get("format") != FORMAT:
-        raise PosenfsError(f'not a posenfs genotype (expected "format": "{FORMAT}")')
-    return genotype["cnfs"]
+    genotype_format_version(genotype)
+    cnfs = genotype.get("cnfs")
+    if not isinstance(cnfs, list):
+        raise PosenfsError('not a posenfs genotype (no "cnfs" list)')
+    return cnfs
 
 
 def check_genotype_layout(genotype: dict[str, Any], keypoints: str) -> None:
@@ -169,7 +206,7 @@ def apply_genotype(model: Any, genotype: dict[str, Any]) -> None:
                 )
             cnf.alpha.copy_(alpha)
             by_key = {(c["layer"], c["scale"]): c for c in entry["cells"]}
-            for cell in cnf.cells:
+            for cell in cast("Iterable[Cell]", cnf.cells):
                 beta = torch.tensor(
                     by_key[(cell.layer, cell.scale)]["beta"]["logits"], dtype=torch.float32
                 )

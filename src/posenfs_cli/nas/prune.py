@@ -16,8 +16,9 @@ new bottom cell reads one previous cell through all three slots.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -29,6 +30,9 @@ from posenfs_cli.nas.cell import SLOT_NAMES, Cell, MixedEdge
 from posenfs_cli.nas.fabric import CNF, CellKey, PruneSpec
 from posenfs_cli.nas.ops import ZERO
 
+if TYPE_CHECKING:
+    from posenfs_cli.models.posenet import PoseNet
+
 # Three β weights always sum to 1, so one of them is ≥ 1/3: below that a cell keeps an input.
 MAX_THRESHOLD = 1.0 / 3.0
 EXACT_TOLERANCE = 1e-6
@@ -38,9 +42,10 @@ class PruneVerificationError(PosenfsError):
     """Threshold-0 pruning changed the outputs: a bug, never a user mistake."""
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "module", model)  # DDP
-    return getattr(model, "_orig_mod", model)  # torch.compile
+def _unwrap(model: nn.Module) -> PoseNet:
+    inner: Any = getattr(model, "module", model)  # DDP
+    net: PoseNet = getattr(inner, "_orig_mod", inner)  # torch.compile
+    return net
 
 
 def check_finite(model: nn.Module) -> None:
@@ -76,7 +81,8 @@ def _cnf_dead(cnf: CNF, threshold: float) -> PruneSpec:
         old.ops - {ZERO}
     )
 
-    live_cells: dict[CellKey, Cell] = {(c.layer, c.scale): c for c in cnf.cells}
+    cells_: Iterable[Cell] = cast("Iterable[Cell]", cnf.cells)
+    live_cells: dict[CellKey, Cell] = {(c.layer, c.scale): c for c in cells_}
     dead_slots: dict[CellKey, set[int]] = {}
     for key, cell in live_cells.items():
         with torch.no_grad():
@@ -135,12 +141,15 @@ def _index_maps(src: nn.Module, dst: nn.Module) -> dict[str, dict[int, int]]:
     """For the ModuleLists whose members can vanish: dst index -> src index."""
     from posenfs_cli.models.posenet import PartNet
 
-    def by(src_ids: tuple, dst_ids: tuple) -> dict[int, int]:
+    def by(src_ids: tuple[Any, ...], dst_ids: tuple[Any, ...]) -> dict[int, int]:
         pos = {v: i for i, v in enumerate(src_ids)}
         return {i: pos[v] for i, v in enumerate(dst_ids)}
 
     if isinstance(dst, CNF) and isinstance(src, CNF):
-        keys = lambda m: tuple((c.layer, c.scale) for c in m.cells)  # noqa: E731
+
+        def keys(m: CNF) -> tuple[CellKey, ...]:
+            return tuple((c.layer, c.scale) for c in cast("Iterable[Cell]", m.cells))
+
         return {"cells": by(keys(src), keys(dst))}
     if isinstance(dst, Cell) and isinstance(src, Cell):
         return {"transforms": by(src.slot_index, dst.slot_index)}
@@ -162,10 +171,10 @@ def _align(src: nn.Module, dst: nn.Module, sp: str, dp: str, out: dict[str, str]
     src_children = dict(src.named_children())
     for name, child in dst.named_children():
         if name in maps:
-            for i, sub in enumerate(child):  # type: ignore[arg-type]
+            for i, sub in enumerate(cast(nn.ModuleList, child)):  # a ModuleList (maps' keys)
                 j = maps[name][i]
                 _align(
-                    src_children[name][j],  # type: ignore[index]
+                    cast(nn.ModuleList, src_children[name])[j],
                     sub,
                     _join(sp, f"{name}.{j}"),
                     _join(dp, f"{name}.{i}"),
@@ -247,8 +256,9 @@ class PruneReport:
 
 
 def _removal(old: CNF, new: CNF, spec: PruneSpec) -> CnfRemoval:
-    was_cells = set(old.spec.cell_keys()) - {(c.layer, c.scale) for c in old.cells}
-    old_slots = {(c.layer, c.scale): set(range(3)) - set(c.slot_index) for c in old.cells}
+    old_cells = cast("Iterable[Cell]", old.cells)
+    was_cells = set(old.spec.cell_keys()) - {(c.layer, c.scale) for c in old_cells}
+    old_slots = {(c.layer, c.scale): set(range(3)) - set(c.slot_index) for c in old_cells}
     slots = {}
     for key, dead in sorted(spec.slots.items()):
         extra = sorted(set(dead) - old_slots.get(key, set()))
@@ -271,7 +281,7 @@ def _smallest_kept(model: nn.Module, specs: dict[str, PruneSpec]) -> dict[str, f
             for o, op in enumerate(cnf.spec.ops):
                 if op != ZERO and op not in spec.ops:
                     ops = min(ops, float(aw[o]))
-            for cell in cnf.cells:
+            for cell in cast("Iterable[Cell]", cnf.cells):
                 key = (cell.layer, cell.scale)
                 if key in spec.cells:
                     continue
@@ -315,7 +325,7 @@ def prune_model(
     input_size: list[int] | None = None,
     batch_size: int = 2,
     seed: int = 0,
-) -> tuple[nn.Module, PruneReport]:
+) -> tuple[PoseNet, PruneReport]:
     """A fresh, physically pruned copy of ``model`` and what was removed, verified.
 
     At threshold 0 the max abs output difference on ``batch_size`` random inputs must be

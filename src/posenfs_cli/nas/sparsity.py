@@ -32,12 +32,20 @@ A sparsemax normaliser is not offered: softmax is hard-wired in ``CNF.alpha_weig
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
 
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.nas.ops import ZERO
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from posenfs_cli.models.posenet import PoseNet
+    from posenfs_cli.nas.cell import Cell
 
 SPARSITY_KINDS = ("none", "entropy", "l1", "gap")
 GAP_MARGIN = 110.0  # float32 softmax of a logit trailing by ≥ ~104 is exactly 0
@@ -61,13 +69,13 @@ def _arch_rows(model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
     there is nothing to prune for it anyway.
     """
     model = getattr(model, "module", model)
-    model = getattr(model, "_orig_mod", model)
+    net = cast("PoseNet", getattr(model, "_orig_mod", model))
     alphas: list[Tensor] = []
     betas: list[Tensor] = []
-    for _name, cnf in model.cnfs():
+    for _name, cnf in net.cnfs():
         real = [i for i, op in enumerate(cnf.spec.ops) if op != ZERO]
         alphas.append(cnf.alpha if len(real) == len(cnf.spec.ops) else cnf.alpha[:, real])
-        betas.extend(cell.beta for cell in cnf.cells)
+        betas.extend(cell.beta for cell in cast("Iterable[Cell]", cnf.cells))
     return alphas, betas
 
 
@@ -100,7 +108,9 @@ def _gap_hinge(logits: Tensor) -> Tensor:
 _PER_ROW = {"entropy": _norm_entropy, "l1": _off_mass, "gap": _gap_hinge}
 
 
-def _mean_rows(fn, alphas: list[Tensor], betas: list[Tensor]) -> tuple[Tensor | None, ...]:
+def _mean_rows(
+    fn: Callable[[Tensor], Tensor], alphas: list[Tensor], betas: list[Tensor]
+) -> tuple[Tensor | None, ...]:
     a = torch.cat([fn(x).reshape(-1) for x in alphas]).mean() if alphas else None
     b = fn(torch.stack(betas)).mean() if betas else None
     return a, b

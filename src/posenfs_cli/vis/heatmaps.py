@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import cv2
 import numpy as np
 import torch
-from torch import nn
 
 from posenfs_cli.data.keypoints import KeypointLayout
 from posenfs_cli.vis.draw import draw_skeleton, make_grid, put_label
+
+if TYPE_CHECKING:
+    from posenfs_cli.models.posenet import PartNet, PoseNet
 
 
 @dataclass
@@ -21,11 +25,14 @@ class PartMaps:
 
 
 @torch.inference_mode()
-def part_heatmaps(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, list[PartMaps]]:
+def part_heatmaps(model: PoseNet, x: torch.Tensor) -> tuple[np.ndarray, list[PartMaps]]:
     """(merged maps [K, h, w], per-part maps) for one normalised input [1, 3, H, W]."""
     model.eval()
     pyramid = model.backbone(x)
-    parts = [PartMaps(p.name, p.joints, p(pyramid)[0].float().cpu().numpy()) for p in model.parts]
+    parts = [
+        PartMaps(p.name, p.joints, p(pyramid)[0].float().cpu().numpy())
+        for p in cast("Iterable[PartNet]", model.parts)
+    ]
     merged = model(x)[0].float().cpu().numpy()
     return merged, parts
 

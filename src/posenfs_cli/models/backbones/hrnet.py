@@ -14,8 +14,9 @@ Outputs: the three stage-3 branches and the new branch, at strides 4, 8, 16, 32 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from torch import Tensor, nn
 
@@ -49,10 +50,13 @@ class BasicBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + x)
+        y: Tensor = self.relu(out + x)
+        return y
 
 
-def _conv_bn(cin: int, cout: int, kernel: int, stride: int, relu: bool, bn_momentum: float):
+def _conv_bn(
+    cin: int, cout: int, kernel: int, stride: int, relu: bool, bn_momentum: float
+) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, bias=False),
         nn.BatchNorm2d(cout, momentum=bn_momentum),
@@ -97,7 +101,9 @@ class HighResolutionModule(nn.Module):
                     ]
                     steps.append(_conv_bn(channels[j], channels[i], 3, 2, False, bn_momentum))
                     row.append(nn.Sequential(*steps))
-            fuse_layers.append(nn.ModuleList(row))
+            # None (identity) entries keep the original HRNet state-dict indices; ModuleList
+            # accepts None at run time although torch's annotation says Module
+            fuse_layers.append(nn.ModuleList(row))  # type: ignore[arg-type]
         self.fuse_layers = nn.ModuleList(fuse_layers)
         self.relu = nn.ReLU(inplace=True)
 
@@ -106,7 +112,8 @@ class HighResolutionModule(nn.Module):
         fused = []
         for row in self.fuse_layers:
             # Summed in branch order, as the original does.
-            terms = [xs[j] if layer is None else layer(xs[j]) for j, layer in enumerate(row)]
+            entries = cast("Iterable[nn.Module | None]", row)
+            terms = [xs[j] if layer is None else layer(xs[j]) for j, layer in enumerate(entries)]
             y = terms[0]
             for term in terms[1:]:
                 y = y + term
@@ -141,7 +148,8 @@ class HRNetW32Backbone(nn.Module):
         )
         # transition2/3: existing branches pass through (None); a new one from the last branch.
         self.transition2 = nn.ModuleList(
-            [None, None, nn.Sequential(_conv_bn(c[1], c[2], 3, 2, True, bn_momentum))]
+            # None: branch passes through; keeps the original indices (see fuse_layers above)
+            [None, None, nn.Sequential(_conv_bn(c[1], c[2], 3, 2, True, bn_momentum))]  # type: ignore[list-item]
         )
         self.stage3 = nn.Sequential(
             *[
@@ -150,7 +158,7 @@ class HRNetW32Backbone(nn.Module):
             ]
         )
         self.transition3 = nn.ModuleList(
-            [None, None, None, nn.Sequential(_conv_bn(c[2], c[3], 3, 2, True, bn_momentum))]
+            [None, None, None, nn.Sequential(_conv_bn(c[2], c[3], 3, 2, True, bn_momentum))]  # type: ignore[list-item]  # as transition2
         )
         self.out_channels: list[int] = c
 

@@ -48,7 +48,13 @@ class ConvBNReLU6(nn.Sequential):
     """Conv (no bias) + BN + ReLU6, as torchvision's ``Conv2dNormActivation`` (keys .0, .1)."""
 
     def __init__(
-        self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, bn_momentum=0.1
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        stride: int = 1,
+        groups: int = 1,
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__(
             nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
@@ -77,7 +83,7 @@ class InvertedResidual(nn.Module):
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv(x)
+        out: Tensor = self.conv(x)
         return x + out if self.use_residual else out
 
 

@@ -9,7 +9,7 @@ map; ``fc.*`` is dropped. Outputs ``layer1..layer4`` at strides 4, 8, 16, 32 wit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from torch import Tensor, nn
 
@@ -51,7 +51,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + shortcut)
+        y: Tensor = self.relu(out + shortcut)
+        return y
 
 
 def make_bottleneck_layer(
@@ -90,7 +91,8 @@ class ResNet50Backbone(nn.Module):
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         outs = []
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+        layers = cast("tuple[nn.Module, ...]", (self.layer1, self.layer2, self.layer3, self.layer4))
+        for layer in layers:
             x = layer(x)
             outs.append(x)
         return outs
