@@ -31,7 +31,7 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and TMP_MARK in name
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` then rename ``tmp`` onto ``path``; clean up on any failure."""
     p = Path(path)
     if p.is_dir():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
@@ -390,7 +391,7 @@ def _number_checks(recipe: Recipe) -> list[tuple[str, Any, str]]:
     ]
 
 
-_PROBABILITIES = (
+_PROBABILITIES: tuple[tuple[str, Callable[[Recipe], float]], ...] = (
     ("data.augment.rotation_prob", lambda r: r.data.augment.rotation_prob),
     ("data.augment.flip_prob", lambda r: r.data.augment.flip_prob),
     ("data.augment.half_body_prob", lambda r: r.data.augment.half_body_prob),
@@ -407,7 +408,7 @@ def validate_recipe(recipe: Recipe) -> Recipe:
     """
     import math
 
-    rules = {
+    rules: dict[str, tuple[str, Callable[[float], bool]]] = {
         ">0": ("a finite number > 0", lambda v: v > 0),
         ">=0": ("a finite number >= 0", lambda v: v >= 0),
         ">=1": ("an integer >= 1", lambda v: v >= 1),

@@ -104,7 +104,7 @@ class GraphedForward(nn.Module):
         super().__init__()
         self.model = model
         self.clone_output = clone_output
-        self._graph = None
+        self._graph: torch.cuda.CUDAGraph | None = None
         self._shape: tuple[int, ...] | None = None
         self._static_in: torch.Tensor | None = None
         self._static_out: torch.Tensor | None = None
@@ -127,6 +127,7 @@ class GraphedForward(nn.Module):
             return self.model(x)
         if self._graph is None or tuple(x.shape) != self._shape:
             self._capture(x)
+        assert self._graph is not None  # _capture just set it when it was None
         assert self._static_in is not None and self._static_out is not None
         self._static_in.copy_(x)
         self._graph.replay()

@@ -190,6 +190,7 @@ def run_training(
                 if again and (run_dir / runfiles.TRAIN_STATE).is_file():
                     resume = run_dir
                     recipe = load_recipe(run_dir / runfiles.CONFIG)
+            assert run_dir is not None  # set by --resume or by shared_run_dir above
             _train(command, recipe, run_dir, resume, dev, dist, progress, genotype, from_checkpoint)
     except distributed.RankFailed as exc:
         if not exc.report:

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import yaml
@@ -46,6 +46,9 @@ from rich.console import Console
 from posenfs_cli.config import ConfigError, Recipe, apply_overrides, load_recipe, recipe_to_yaml
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.errors import PosenfsError
+
+if TYPE_CHECKING:
+    from posenfs_cli.models.posenet import PoseNet
 
 DONE = "done.json"
 SUMMARY_MD = "summary.md"
@@ -276,10 +279,10 @@ def model_sizes(model: torch.nn.Module, input_size: list[int]) -> dict[str, Any]
     model = getattr(model, "module", model)
     device = next(model.parameters()).device
     size = list(input_size)
-    macs = conv_macs(model, size, device)[0]
-    paper = conv_macs(model, size, device, transpose_by_output=True)[0]
+    macs = conv_macs(cast("PoseNet", model), size, device)[0]
+    paper = conv_macs(cast("PoseNet", model), size, device, transpose_by_output=True)[0]
     return {
-        "params": count_params(model)[0],
+        "params": count_params(cast("PoseNet", model))[0],
         "gmacs": macs / 1e9,
         "gflops_paper": paper / 2**30,
         "input_size": size,
@@ -474,7 +477,7 @@ def write_curves(root: Path, planned: list[PlannedRun]) -> Path | None:
             for key in ("train_loss", "val_loss", "pckh", "pckh@0.1", "ap"):
                 vals = [r[i].get(key) for r in all_rows]
                 if all(isinstance(v, int | float) for v in vals):
-                    row[key] = statistics.fmean(vals)
+                    row[key] = statistics.fmean(cast("list[float]", vals))
             mean_rows.append(row)
         series.append((f"{name} (mean of {len(all_rows)})", mean_rows))
     keys = ("train_loss", "val_loss", "pckh", "pckh@0.1", "ap")

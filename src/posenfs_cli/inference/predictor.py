@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -265,7 +265,7 @@ def coco_results(instances: Sequence[Instance], predictor: Predictor) -> list[di
         [np.concatenate([i.keypoints, np.asarray(i.keypoint_scores)[:, None]], 1) for i in kept]
     ).reshape(len(kept), k, 3)
     return build_results(
-        [i.image_id for i in kept],
+        cast("list[int]", [i.image_id for i in kept]),  # kept: image_id is not None
         kpts,
         [i.bbox_score for i in kept],
         [i.crop_area for i in kept],

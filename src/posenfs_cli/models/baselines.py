@@ -19,6 +19,8 @@ with them trains, evaluates, profiles and predicts like a CNF model. They have n
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -75,7 +77,7 @@ class BranchNet(nn.Module):
         feats = [pyramid[0]] + [
             F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pyramid[1:]
         ]
-        return self.head(self.blocks(self.reduce(torch.cat(feats, dim=1))))
+        return cast(Tensor, self.head(self.blocks(self.reduce(torch.cat(feats, dim=1)))))
 
 
 class DeconvHead(nn.Module):
@@ -115,7 +117,7 @@ class DeconvHead(nn.Module):
 
     def forward(self, pyramid: list[Tensor]) -> Tensor:
         # The head's own ReLU is a no-op after the deconv stack's ReLU (kept: one head class).
-        return self.head(self.deconv(pyramid[-1]))
+        return cast(Tensor, self.head(self.deconv(pyramid[-1])))
 
 
 def validate_baseline(head: str, branch: BranchnetConfig, deconv: DeconvConfig) -> None:

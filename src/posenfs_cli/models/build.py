@@ -83,7 +83,7 @@ def build_model(
         baseline = build_baseline_parts(
             cfg.head,
             groups,
-            list(backbone.out_channels),
+            list(cast("list[int]", backbone.out_channels)),
             cfg.branchnet,
             cfg.deconv,
             cfg.vector_dim,

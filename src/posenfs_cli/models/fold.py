@@ -15,11 +15,13 @@ the same function as ``model.eval()`` up to float rounding:
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
-from posenfs_cli.nas.cell import Cell
+from posenfs_cli.nas.cell import Cell, MixedEdge
 from posenfs_cli.nas.fabric import CNF
 from posenfs_cli.nas.ops import PoolBN, Scaled, SepConv
 
@@ -37,7 +39,10 @@ class ConstScale(nn.Module):
 
 def _scaled_bn(bn: nn.BatchNorm2d, s: float) -> nn.BatchNorm2d:
     """An affine eval-mode BN equal to ``s · bn``."""
+    # the search space's BNs all track running statistics
+    assert bn.running_mean is not None and bn.running_var is not None
     out = nn.BatchNorm2d(bn.num_features, eps=bn.eps).to(bn.running_mean.device).eval()
+    assert out.running_mean is not None and out.running_var is not None  # a new BN tracks them
     with torch.no_grad():
         out.running_mean.copy_(bn.running_mean)
         out.running_var.copy_(bn.running_var)
@@ -52,13 +57,13 @@ def _weight_into(module: nn.Module, s: float) -> nn.Module:
         return ConstScale(s)
     if isinstance(module, SepConv | PoolBN):  # the last BN (a ReLU after it commutes, s >= 0)
         i = len(module) - 2 if isinstance(module, SepConv) else 1
-        module[i] = _scaled_bn(module[i], s)
+        module[i] = _scaled_bn(cast(nn.BatchNorm2d, module[i]), s)
         return module
     if isinstance(module, nn.Sequential):  # Downsample: conv -> BN
-        module[1] = _scaled_bn(module[1], s)
+        module[1] = _scaled_bn(cast(nn.BatchNorm2d, module[1]), s)
         return module
     if hasattr(module, "bn"):  # Upsample: conv -> BN -> bilinear (linear, s commutes)
-        module.bn = _scaled_bn(module.bn, s)
+        module.bn = _scaled_bn(cast(nn.BatchNorm2d, module.bn), s)
         return module
     raise TypeError(f"cannot fold a weight into {type(module).__name__}")
 
@@ -72,7 +77,7 @@ def fold_arch_weights(cnf: CNF) -> None:
         bw = (cell.beta.softmax(0) * 3.0).double().cpu()
         for pos, k in enumerate(cell.slot_index):
             cell.transforms[pos] = _weight_into(cell.transforms[pos], float(bw[k]))
-        for e, edge in enumerate(cell.edges):
+        for e, edge in enumerate(cast("Iterable[MixedEdge]", cell.edges)):
             for pos, i in enumerate(edge.op_index):
                 edge.ops[pos] = _weight_into(edge.ops[pos], float(aw[e, i]))
         cell.folded = True
@@ -82,6 +87,7 @@ def fold_arch_weights(cnf: CNF) -> None:
 @torch.no_grad()
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """``conv := bn ∘ conv`` (eval statistics), computed in float64."""
+    assert bn.running_mean is not None and bn.running_var is not None  # eval statistics
     w = conv.weight.double()
     b = conv.bias.double() if conv.bias is not None else torch.zeros_like(bn.running_mean).double()
     inv = (bn.running_var.double() + bn.eps).rsqrt()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -56,12 +57,13 @@ class PoseNet(nn.Module):
 
     merge_index: Tensor  # a buffer (register_buffer below)
 
-    def __init__(self, backbone: nn.Module, parts: list[nn.Module], num_joints: int):
+    def __init__(self, backbone: nn.Module, parts: Sequence[nn.Module], num_joints: int):
         super().__init__()
         self.backbone = backbone
         self.parts = nn.ModuleList(parts)
         self.num_joints = num_joints
-        index = [j for p in parts for j in p.joints]
+        # PartNet and the baseline heads all carry their group's joints
+        index = [j for p in parts for j in cast("tuple[int, ...]", p.joints)]
         self.register_buffer("merge_index", torch.tensor(index, dtype=torch.long), persistent=False)
         self.identity_merge = index == list(range(num_joints))
 

@@ -8,6 +8,8 @@ which keeps a pruned model's outputs equal to the unpruned one wherever the prun
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -75,7 +77,7 @@ class Downsample(nn.Sequential):
         )
 
     def forward(self, x: Tensor, w: Tensor | None = None) -> Tensor:
-        return scaled_batch_norm(self[1], self[0](x), w)
+        return scaled_batch_norm(cast(nn.BatchNorm2d, self[1]), self[0](x), w)
 
 
 class Upsample(nn.Module):

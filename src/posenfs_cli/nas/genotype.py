@@ -255,7 +255,7 @@ def check_genotype(
         raise PosenfsError(f"{where}: 'cnfs' must be a non-empty list")
     for i, entry in enumerate(cnfs):
         _check_entry(entry, f"{where}: cnfs[{i}]")
-    return data
+    return cast("dict[str, Any]", data)  # checked above
 
 
 def _need(cond: bool, where: str, what: str) -> None:

@@ -12,6 +12,7 @@ as that BN's scale, so the mixed edge's weighting costs no extra pass over the t
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -55,12 +56,12 @@ def build_op(name: str, c: int, bn_momentum: float = 0.1) -> nn.Module | None:
 def scaled_batch_norm(bn: nn.BatchNorm2d, x: Tensor, scale: Tensor | None) -> Tensor:
     """``scale · bn(x)`` in one BN call: ``scale`` multiplies BN's affine weight and bias."""
     if scale is None:
-        return bn(x)
+        return cast(Tensor, bn(x))
     if bn.training and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
     momentum = bn.momentum
     if momentum is None:  # cumulative moving average, as nn.BatchNorm2d
-        momentum = 1.0 / float(bn.num_batches_tracked) if bn.training else 0.0
+        momentum = 1.0 / float(cast(Tensor, bn.num_batches_tracked)) if bn.training else 0.0
     batch_stats = bn.training or bn.running_mean is None
     # contiguous: the CPU channels_last BN backward misreads a stride-0 (expanded) weight
     weight = scale.expand(bn.num_features).contiguous() if bn.weight is None else bn.weight * scale
@@ -127,7 +128,7 @@ class SepConv(nn.Sequential):
     def forward(self, x: Tensor, w: Tensor | None = None) -> Tensor:
         last_bn = len(self) - 2
         for i, layer in enumerate(self):
-            x = scaled_batch_norm(layer, x, w) if i == last_bn else layer(x)
+            x = scaled_batch_norm(cast(nn.BatchNorm2d, layer), x, w) if i == last_bn else layer(x)
         return x
 
 
@@ -141,7 +142,7 @@ class PoolBN(nn.Sequential):
         super().__init__(pool, nn.BatchNorm2d(c, affine=False, momentum=bn_momentum))
 
     def forward(self, x: Tensor, w: Tensor | None = None) -> Tensor:
-        return scaled_batch_norm(self[1], self[0](x), w)
+        return scaled_batch_norm(cast(nn.BatchNorm2d, self[1]), self[0](x), w)
 
 
 register_op(ZERO, None)

@@ -19,10 +19,10 @@ and removed ops (``Zero``) nothing, which our pruned structure computes exactly.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -203,6 +203,7 @@ def _part_arch(state: dict[str, Tensor], name: str, index: int, unused: list) ->
         raise PosenfsError(f"part {name}: cell_{strange[0][0]}_{strange[0][1]} is off the fabric")
     # H and C from the output 1x1 conv of any present cell: [c, H*c] with c = 4C * 2^scale.
     hc: set[tuple[int, int]] = set()
+    s: int | str  # a cell's scale here, a tensor name in the α-column loop below
     for (_j, s), sub in cell_keys.items():
         if "channel_keep.weight" not in sub:
             raise PosenfsError(f"part {name}: cell_{_j}_{s} has no channel_keep.weight")
@@ -318,7 +319,8 @@ def infer(state: dict[str, Tensor]) -> FileArch:
     )
     if arch.input_nodes == 2:
         for p in parts:
-            dropped = [r for r in range(p.alpha.shape[0]) if r not in p.used_rows]
+            # the name of the finished dict above, reused for a list of rows
+            dropped = [r for r in range(p.alpha.shape[0]) if r not in p.used_rows]  # type: ignore[assignment]  # see above
             unused.append(
                 (
                     f"{p.name}.alphas rows {dropped}",
@@ -685,7 +687,7 @@ def convert(
         used_keys.add(src)
 
     _map_backbone(state, model, put, unused, used_keys)
-    parts_by_name = {p.name: (i, p) for i, p in enumerate(model.parts)}
+    parts_by_name = {cast(str, p.name): (i, p) for i, p in enumerate(model.parts)}
     for part in arch.parts:
         pi, ours_part = parts_by_name[their_to_ours[part.name]]
         _map_part(state, res, part, pi, ours_part, put, layout, zero_filled, out, ours)
@@ -742,6 +744,7 @@ def _map_backbone(state, model, put, unused, used_keys) -> None:
     from posenfs_cli.models.backbones import mobilenet_v2
 
     bb = {k[len("backbone.") :]: k for k in state if k.startswith("backbone.")}
+    key_map: Callable[[str], str | None]
     if isinstance(model.backbone, mobilenet_v2.MobileNetV2Backbone):
         name, key_map = "mobilenet_v2", mobilenet_v2.official_key_map
     else:  # HRNet / ResNet: the authors use the original module names

@@ -51,13 +51,13 @@ _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", 
 _NUM_BATCHES = "num_batches_tracked"
 
 
-class StateDict(dict):
+class StateDict(dict[str, Any]):
     """A flat ``{name: tensor}`` read from a file; ``outside`` counts the tensors of subtrees
     dropped while unwrapping it (top-level name -> tensors), e.g. a pose model's head."""
 
     outside: dict[str, int]
 
-    def __init__(self, *args, outside: Mapping[str, int] | None = None, **kwargs) -> None:
+    def __init__(self, *args: Any, outside: Mapping[str, int] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.outside = dict(outside or {})
 
@@ -262,7 +262,8 @@ def apply_checkpoint(
         unused=_group_unused(dropped, {_top(k) for k in ours}),
         outside=dict(getattr(state, "outside", {})),
     )
-    module.pretrained_report = report
+    # Module.__setattr__ stores any value; its stub only admits Tensor | Module
+    module.pretrained_report = report  # type: ignore[assignment]  # see the line above
     return report
 
 
