@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU check for a lent CUDA machine (< 6 minutes on an H100/H200): the CUDA-relevant tests, then
-# benchmarks/model_speed.py on two recipes, eager and compiled. JSON lines go to stdout and, when
+# GPU check for a lent CUDA machine (< 8 minutes on an H100/H200): CUDA code paths, the CLI on
+# CUDA, the CUDA-relevant tests, then benchmarks/model_speed.py (3 recipes eager, Tab II compiled). JSON lines go to stdout and, when
 # $OUT is set, to $OUT/gpu_check.jsonl (test log to $OUT/gpu_tests.log).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -36,7 +36,19 @@ with torch.no_grad():
 res["ok"] = res["fold_max_diff"] < 1e-4 and res["graph_max_diff"] < 1e-4 and res["compiled_max_diff"] < 1e-3
 print(json.dumps(res))
 PY
-timeout 150 python -m pytest -q -x tests/unit/test_speed_paths.py tests/unit/test_compile_device.py 2>&1 | tail -3 | log gpu_tests.log
-timeout 240 python benchmarks/model_speed.py --device cuda --compile both --runs 20 \
-  --recipes recipes/mpii/mbv2_p3_h1_c10_256.yaml recipes/coco/hrnet_p5_h1_c16_384x288.yaml \
-  | log gpu_check.jsonl
+# The CLI end to end on CUDA: a tiny search (AMP, channels_last, pinned loader), then eval and
+# predict on its best checkpoint (folded copy, CUDA graphs off by default).
+W=$(mktemp -d)
+( cd "$W" && timeout 120 python -m posenfs_cli search --recipe synthetic/tiny --epochs 2 \
+    --no-progress --device cuda && \
+  timeout 60 python -m posenfs_cli eval --device cuda && \
+  timeout 60 python -m posenfs_cli data synth --format coco --out synth --images 2 --val-images 1 \
+    >/dev/null && \
+  timeout 60 python -m posenfs_cli predict synth/images/val --device cuda --overlay && \
+  echo '{"cli_cuda": "ok"}' ) 2>&1 | tail -25 | log gpu_tests.log
+timeout 120 python -m pytest -q -x tests/unit/test_speed_paths.py tests/unit/test_compile_device.py 2>&1 | tail -3 | log gpu_tests.log
+timeout 100 python benchmarks/model_speed.py --device cuda --compile off --runs 20 \
+  --recipes recipes/mpii/mbv2_p3_h1_c10_256.yaml recipes/mpii/mbv2_p8_h1_c10_256.yaml \
+  recipes/coco/hrnet_p5_h1_c16_384x288.yaml | log gpu_check.jsonl
+timeout 200 python benchmarks/model_speed.py --device cuda --compile on --runs 20 \
+  --recipes recipes/mpii/mbv2_p3_h1_c10_256.yaml | log gpu_check.jsonl

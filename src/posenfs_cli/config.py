@@ -150,7 +150,9 @@ class TrainConfig:
     grad_clip: float = 0.0
     # distributed runs: a collective waiting longer than this on a silent rank fails every rank
     dist_timeout_s: float = 300.0
-    compile: str = "auto"  # torch.compile for search/train: auto (CUDA only) | on | off
+    compile: str = (
+        "auto"  # torch.compile for search/train: auto (CUDA runs of >= 5000 steps) | on | off
+    )
 
 
 @dataclass
@@ -160,7 +162,9 @@ class EvalConfig:
     batch_size: int = 32
     oks_nms_threshold: float = 0.9
     keypoint_score_threshold: float = 0.2
-    compile: str = "auto"  # torch.compile for eval/predict/profile: auto (CUDA only) | on | off
+    compile: str = (
+        "auto"  # torch.compile for eval/predict/profile: auto (= off: never pays back) | on | off
+    )
 
 
 @dataclass

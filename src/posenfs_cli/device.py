@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -31,14 +33,24 @@ def select_device(spec: str | None = "auto") -> torch.device:
 COMPILE_MODES = ("auto", "on", "off")
 
 
-def resolve_compile(mode: str | bool | None, device: torch.device, purpose: str = "train") -> bool:
+PAYBACK_STEPS = 5000  # train steps after which ``auto`` compiles on CUDA (see resolve_compile)
+
+
+def resolve_compile(
+    mode: str | bool | None,
+    device: torch.device,
+    purpose: str = "train",
+    work: int | None = None,
+) -> bool:
     """Whether ``--compile auto|on|off`` compiles for ``purpose`` (train or infer) on ``device``.
 
-    ``auto`` is on for CUDA only. Measured on the 2-core CPU (Tab II model, torch 2.13): a
-    compiled train step was slower than eager (1.25 s vs 1.14 s) on top of the compile time, and
-    for inference the folded eager copy (``models.fold``) already takes most of what compiling
-    would give, so a CPU compile (tens of seconds) does not pay back within a normal eval or
-    predict run. On CUDA the model is hundreds of tiny kernels, which compilation fuses.
+    ``auto`` compiles only a CUDA training run of at least ``PAYBACK_STEPS`` steps (``work``).
+    Measured on the 2-core CPU (Tab II model, torch 2.13): a compiled train step was slower than
+    eager (1.25 s vs 1.14 s) on top of the compile time, and for inference the folded eager copy
+    (``models.fold``) already takes most of what compiling would give. On an H200 (torch 2.11)
+    compiling the tiny synthetic search's train step took over 2 minutes, while an eager Tab II
+    train step takes 64 ms: even halving it needs thousands of steps to win the compile time
+    back, so short runs, evaluation and prediction (whose length is unknown) stay eager.
     """
     if isinstance(mode, bool):
         return mode
@@ -46,7 +58,12 @@ def resolve_compile(mode: str | bool | None, device: torch.device, purpose: str 
     if mode not in COMPILE_MODES:
         raise PosenfsError(f"--compile {mode!r}: expected auto, on or off")
     if mode == "auto":
-        return device.type == "cuda"
+        return (
+            device.type == "cuda"
+            and purpose == "train"
+            and work is not None
+            and work >= PAYBACK_STEPS
+        )
     return mode == "on"
 
 
@@ -55,13 +72,14 @@ def maybe_compile(
     mode: str | bool | None,
     device: torch.device,
     purpose: str = "train",
-    **options,
+    work: int | None = None,
+    **options: Any,
 ) -> bool:
     """Compile ``model``'s forward in place (``nn.Module.compile``: same object, same state-dict
     keys, so checkpoints, DDP and the strategies see the module they built). Returns whether it
     did. Shapes are static; α/β are parameters, so their updates never trigger a recompile.
     ``options`` go to ``torch.compile`` (e.g. ``backend="aot_eager"`` in tests)."""
-    if not resolve_compile(mode, device, purpose):
+    if not resolve_compile(mode, device, purpose, work):
         return False
     model.compile(dynamic=False, **options)
     return True

@@ -10,6 +10,7 @@ import torch
 from posenfs_cli.config import ModelConfig
 from posenfs_cli.data.keypoints import MPII
 from posenfs_cli.device import (
+    PAYBACK_STEPS,
     GraphedForward,
     autocast,
     maybe_compile,
@@ -25,8 +26,13 @@ CPU = torch.device("cpu")
 
 
 def test_compile_modes():
-    assert resolve_compile("auto", torch.device("cuda")) is True
-    assert resolve_compile("auto", CPU) is False
+    cuda = torch.device("cuda")
+    # auto: only a CUDA training run long enough to win the compile time back
+    assert resolve_compile("auto", cuda, "train", PAYBACK_STEPS) is True
+    assert resolve_compile("auto", cuda, "train", PAYBACK_STEPS - 1) is False
+    assert resolve_compile("auto", cuda, "train") is False  # length unknown
+    assert resolve_compile("auto", cuda, "infer", 10**9) is False
+    assert resolve_compile("auto", CPU, "train", 10**9) is False
     assert resolve_compile("on", CPU) is True and resolve_compile("off", CPU) is False
     with pytest.raises(PosenfsError, match="--compile"):
         resolve_compile("fast", CPU)

@@ -75,7 +75,9 @@ def eval_command(
     project: Path = typer.Option(Path("runs"), "--project"),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda[:N]."),
     compile: str | None = typer.Option(
-        None, "--compile", help="auto | on | off: torch.compile the model (auto: CUDA only)."
+        None,
+        "--compile",
+        help="auto | on | off: torch.compile the model (auto: off; compiling takes minutes).",
     ),
 ) -> None:
     """Evaluate a checkpoint: PCKh (MPII, as the official code) or COCO keypoint AP.

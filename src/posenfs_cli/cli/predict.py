@@ -162,7 +162,9 @@ def predict_command(
         "(rescored and OKS-NMS'd as `posenfs eval` does; pycocotools reads it).",
     ),
     compile: str = typer.Option(
-        "auto", "--compile", help="auto | on | off: torch.compile the model (auto: CUDA only)."
+        "auto",
+        "--compile",
+        help="auto | on | off: torch.compile the model (auto: off; compiling takes minutes).",
     ),
 ) -> None:
     """Predict keypoints of every person and write one JSON per image (a single JSON for a

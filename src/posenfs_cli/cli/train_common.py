@@ -275,7 +275,9 @@ O_PRETRAINED = typer.Option(
     "or none [default: the recipe's].",
 )
 O_COMPILE = typer.Option(
-    None, "--compile", help="auto | on | off: torch.compile the model (auto: on CUDA only)."
+    None,
+    "--compile",
+    help="auto | on | off: torch.compile the model (auto: CUDA runs of >= 5000 steps).",
 )
 O_SET = typer.Option([], "--set", help="Override any recipe key: key.path=value (repeatable).")
 O_NAME = typer.Option(None, "--name", help="Run name (auto-incremented if it exists).")

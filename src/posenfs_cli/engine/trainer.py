@@ -304,7 +304,6 @@ class Trainer:
             # Module.to(memory_format=...) is documented and works; torch's overloads omit it
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         tune_backend(self.device)
-        self.compiled = maybe_compile(self.model, self.cfg.compile, self.device, "train")
         name = self.strategy_name
         if name in ("random", "fixed"):  # freeze before DDP sees the parameters
             for p in self.model.arch_parameters():
@@ -325,6 +324,9 @@ class Trainer:
                 self.model, self.cfg.sparsity, self.cfg.sparsity_weight
             )
         self._datasets()
+        # in place, so DDP and the strategies call the compiled forward; auto weighs the run length
+        steps = self.cfg.epochs * -(-len(self.weight_idx) // self.cfg.batch_size)
+        self.compiled = maybe_compile(self.model, self.cfg.compile, self.device, "train", steps)
         if resume_state is not None:
             self._resume(resume_state)
         elif self.files is not None:  # inputs validated: only now does the folder appear
