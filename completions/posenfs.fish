@@ -98,7 +98,7 @@ complete -c posenfs -n '__fish_seen_subcommand_from profile' -l channels-last -l
 complete -c posenfs -n '__fish_seen_subcommand_from profile' -l set -r -F -d 'Override a recipe key: key.path=value.'
 complete -c posenfs -n '__fish_seen_subcommand_from profile' -l device -r -F -d 'auto | cpu | cuda[:N].'
 complete -c posenfs -n '__fish_seen_subcommand_from profile' -l json -d 'Print one JSON object instead.'
-complete -c posenfs -n '__fish_seen_subcommand_from profile' -l compile -r -F -d 'auto | on | off: time the torch.compiled model (auto: CUDA).'
+complete -c posenfs -n '__fish_seen_subcommand_from profile' -l compile -r -F -d 'auto | on | off: time the torch.compiled model (auto: off).'
 complete -c posenfs -n '__fish_seen_subcommand_from profile' -l help -s h -d 'Show help.'
 complete -c posenfs -n '__fish_seen_subcommand_from prune' -l threshold -s t -r -F -d 'Also remove ops/slots whose softmax weight is <= this (0: exact zeros '
 complete -c posenfs -n '__fish_seen_subcommand_from prune' -l out -s o -r -F -d 'Output checkpoint (default: <ckpt stem>.pruned.safetensors).'

@@ -91,7 +91,7 @@ def profile_command(
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda[:N]."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
     compile: str = typer.Option(
-        "auto", "--compile", help="auto | on | off: time the torch.compiled model (auto: CUDA)."
+        "auto", "--compile", help="auto | on | off: time the torch.compiled model (auto: off)."
     ),
 ) -> None:
     """Count params and conv MACs, time the forward pass and a train step, report memory.
