@@ -83,6 +83,10 @@ class ModelConfig:
     vector_dim: int = 8
     ops: list[str] = field(default_factory=lambda: list(SUBNET_OPS))
     bn_momentum: float = 0.1
+    # 1x1 adapters from the backbone pyramid to each CNF: "all" (the authors' rule: convs on every
+    # level unless the whole pyramid already has the CNF's widths) or "per_level" (an identity
+    # for each level that matches; how posenfs 0.1.0 built them, kept to read its checkpoints).
+    adapters: str = "all"
 
 
 @dataclass

@@ -29,7 +29,7 @@ from posenfs_cli.errors import PosenfsError
 from posenfs_cli.nas.genotype import check_genotype, model_genotype, prune_specs
 
 META_KEYS = ("posenfs_version", "config", "genotype", "dataset", "keypoints", "input_format")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: all-or-nothing pyramid adapters (format 1 files: per level)
 """The checkpoint format this posenfs writes and the newest it reads (CHANGELOG lists them)."""
 
 
@@ -123,7 +123,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PosenfsError(f"{p} is not a safetensors checkpoint ({reason})") from exc
-    checkpoint_format_version(metadata, p)  # first: a newer format may have other keys
+    version = checkpoint_format_version(metadata, p)  # first: a newer format may have other keys
     missing = [k for k in META_KEYS if k not in metadata]
     if missing:
         raise PosenfsError(
@@ -134,6 +134,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         config = json.loads(metadata["config"])
         if not isinstance(config, dict):
             raise ConfigError("the config is not a mapping")
+        if version < 2 and isinstance(config.get("model"), dict):
+            config["model"].setdefault("adapters", "per_level")  # how 0.1.0 built them
         recipe = recipe_from_dict(config)
         genotype = json.loads(metadata["genotype"])
         int(metadata.get("epoch", "0"))

@@ -99,6 +99,7 @@ def build_model(
             cfg.vector_dim,
             cfg.bn_momentum,
             prune.get(g.name),
+            cfg.adapters,
         )
         for g in groups
     ]

@@ -8,6 +8,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.head import VectorHead, merge_parts
 from posenfs_cli.models.parts import PartGroup
 from posenfs_cli.nas.fabric import CNF, FabricSpec, PruneSpec, scale_channels
@@ -24,8 +25,11 @@ class PartNet(nn.Module):
         vector_dim: int,
         bn_momentum: float = 0.1,
         prune: PruneSpec | None = None,
+        adapters: str = "all",
     ):
         super().__init__()
+        if adapters not in ("all", "per_level"):
+            raise PosenfsError(f"model.adapters must be all or per_level, got {adapters!r}")
         self.name = group.name
         self.joints = group.joints
         self.cnf = CNF(spec, bn_momentum, prune)
@@ -37,7 +41,9 @@ class PartNet(nn.Module):
         widths = [scale_channels(spec.channels, lvl) for lvl in range(len(in_channels))]
         same = list(in_channels) == widths
         self.adapters = nn.ModuleList(
-            nn.Identity() if same else nn.Conv2d(in_channels[lvl], widths[lvl], 1, bias=True)
+            nn.Identity()
+            if same or (adapters == "per_level" and in_channels[lvl] == widths[lvl])
+            else nn.Conv2d(in_channels[lvl], widths[lvl], 1, bias=True)
             for lvl in used
         )
         self.head = VectorHead(scale_channels(spec.channels, 0), len(group.joints), vector_dim)
