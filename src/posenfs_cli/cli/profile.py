@@ -48,7 +48,7 @@ def render(report, title: str) -> Table:
     paper = report.paper
     if "params" in paper:
         table.add_row(
-            "paper table (DESIGN §11)",
+            "paper table (released code)",
             f"{paper['params']:,} ({_delta(report.params_total, paper['params'])})",
             f"{paper['gmacs']:.4f} ({_delta(report.macs_total / 1e9, paper['gmacs'])})",
         )
