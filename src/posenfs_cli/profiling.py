@@ -1,4 +1,5 @@
-"""Model profiling: params, conv MACs (DESIGN §11 rule), thop's count, latency, throughput, memory.
+"""Model profiling: params, conv MACs (as the paper's tables count them), thop's count,
+latency, throughput, memory.
 
 Conv MACs = Σ over Conv2d/Linear of ``weight.numel() × output H×W`` (ConvTranspose2d: × input
 H×W) at batch 1, counted with our

@@ -38,7 +38,7 @@ def predict(*args: str | Path):
 
 
 def check_instances(records: object, num_joints: int = 17) -> None:
-    """DESIGN §10 schema of one image's prediction list."""
+    """The schema of one image's prediction list."""
     assert isinstance(records, list)
     for r in records:
         assert set(r) - {"image_id"} == {"bbox", "bbox_score", "keypoints", "keypoint_scores"}

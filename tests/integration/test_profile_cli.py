@@ -1,4 +1,4 @@
-"""`posenfs profile` against the paper's reference sizes (DESIGN §11) and CLI errors."""
+"""`posenfs profile` against the reference sizes (measured on the released code) and CLI errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.conftest import RECIPES
 
 runner = CliRunner()
 
-# recipe, params, conv MACs (DESIGN §11: the released implementation, measured)
+# recipe, params, conv MACs (the released implementation, measured)
 TABLE = [
     ("mpii/mbv2_p1_h1_c10_256.yaml", 1_860_320, 0.6539e9),
     ("mpii/mbv2_p3_h1_c10_256.yaml", 2_894_880, 1.2498e9),

@@ -1,4 +1,4 @@
-"""Pruning (DESIGN §9): which cells/slots/ops are dead, and the physically pruned model."""
+"""Pruning: which cells/slots/ops are dead, and the physically pruned model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The search space core: ops, mixed edge, cell, fabric wiring (DESIGN §3)."""
+"""The search space core: ops, mixed edge, cell, fabric wiring."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A dataset is a table of person records (``PoseRecords``: one crop box and K joints each, in the
 original image's 0-based pixel coordinates) plus an ``ImageSource`` that returns the BGR image a
 record refers to (files on disk, or synthetic images rendered on demand). ``PoseDataset`` turns a
-record into ``(image, target, target_weight, meta)`` as described in DESIGN §6/§7.
+record into ``(image, target, target_weight, meta)``.
 
 Unreadable images. A record whose image is missing or cannot be decoded never crashes an epoch:
 a :class:`DataWarning` names it once per process, its index is added to ``skipped``, and

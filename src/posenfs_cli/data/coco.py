@@ -1,4 +1,4 @@
-"""COCO person keypoints through pycocotools (DESIGN §7).
+"""COCO person keypoints through pycocotools.
 
 Layout::
 

@@ -1,4 +1,4 @@
-"""MPII in the common JSON layout (HRNet/SimpleBaseline's ``annot/*.json``), DESIGN §7.
+"""MPII in the common JSON layout (HRNet/SimpleBaseline's ``annot/*.json``).
 
 Layout::
 

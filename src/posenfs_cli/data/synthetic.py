@@ -1,4 +1,4 @@
-"""Synthetic people: procedurally rendered, annotated pose images (DESIGN §13).
+"""Synthetic people: procedurally rendered, annotated pose images.
 
 Each image is a pure function of (seed, split, index): a ``numpy`` Generator seeded with that
 triple draws a *scene* (people, background, clutter, occluders) and :func:`render_scene` draws it

@@ -4,7 +4,7 @@ A joint at heatmap position (x, y) gets a Gaussian with peak 1 at the *rounded* 
 ``mu = floor((x, y) + 0.5)``, evaluated on integer pixel offsets and cut to the square
 (6σ+1)-pixel window around ``mu`` (|dx|, |dy| ≤ 3σ), zero elsewhere. The weight is 1 for a
 labelled joint whose rounded position lies on the heatmap and 0 otherwise, so joints that left
-the crop neither pull the loss nor produce a clipped half-Gaussian (DESIGN §6).
+the crop neither pull the loss nor produce a clipped half-Gaussian.
 """
 
 from __future__ import annotations

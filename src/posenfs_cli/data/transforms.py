@@ -1,4 +1,4 @@
-"""Crop affine, training augmentation and input normalisation (DESIGN §6).
+"""Crop affine, training augmentation and input normalisation.
 
 Conventions follow HRNet/SimpleBaseline so that numbers stay comparable:
 

@@ -1,6 +1,6 @@
 """Model checkpoints: safetensors weights + metadata (config, genotype, ...), written atomically.
 
-Metadata keys (DESIGN §10): ``format_version``, ``posenfs_version``, ``config`` (the resolved
+Metadata keys: ``format_version``, ``posenfs_version``, ``config`` (the resolved
 recipe as JSON), ``genotype`` (JSON), ``dataset``, ``keypoints``, ``input_format``, ``epoch``,
 ``metrics``. A checkpoint alone rebuilds its model: the config gives the structure and the
 genotype's pruning record gives what is physically absent.

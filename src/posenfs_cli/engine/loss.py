@@ -1,4 +1,4 @@
-"""The training loss (DESIGN §6)."""
+"""The training loss."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Search strategies (DESIGN §6), one small class each, outside the search-space core.
+"""Search strategies (sync, random, DARTS), one small class each, outside the search-space core.
 
 - ``sync``: α/β are a param group of the same Adam step as the weights (the paper's choice).
 - ``random``: α/β ~ N(0, 1) from the seed, frozen; only weights train (the paper's control).

@@ -1,4 +1,4 @@
-"""COCO keypoint evaluation: rescoring, OKS-NMS, results JSON, COCOeval (DESIGN §7, §8).
+"""COCO keypoint evaluation: rescoring, OKS-NMS, results JSON, COCOeval.
 
 Follows HRNet's COCO pipeline: an instance's score is its box score times the mean of its
 keypoint scores above 0.2 (0 when none is), instances of each image go through OKS-NMS at 0.9,

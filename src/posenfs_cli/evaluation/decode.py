@@ -1,4 +1,4 @@
-"""Heatmap decoding and flip testing (DESIGN §8).
+"""Heatmap decoding and flip testing.
 
 Heatmaps are [N, K, h, w]. Decoded coordinates are (x, y) in heatmap pixels, where pixel
 ``(i, j)`` sits at ``x = j, y = i`` (HRNet/SimpleBaseline convention, the same one the targets

@@ -1,4 +1,6 @@
-"""Object Keypoint Similarity and greedy OKS non-maximum suppression (DESIGN §8, §12).
+"""Object Keypoint Similarity and greedy OKS non-maximum suppression.
+
+The released code's NMS faults are not copied.
 
 OKS follows HRNet's ``oks_iou``: var = (2σ)², e = d² / var / (mean of the two areas + eps) / 2,
 OKS = mean over joints of exp(−e), optionally over joints whose scores both exceed ``vis_thr``

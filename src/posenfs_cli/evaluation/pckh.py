@@ -1,4 +1,4 @@
-"""MPII PCKh, computed as the official evaluation / HRNet's ``mpii.evaluate`` does (DESIGN §8).
+"""MPII PCKh, computed as the official evaluation / HRNet's ``mpii.evaluate`` does.
 
 Head size = 0.6 × head-box diagonal (``SC_BIAS``). A joint counts when its ground truth is
 labelled (``visible``) and is correct when distance / head size ≤ threshold. Per-joint PCKh is

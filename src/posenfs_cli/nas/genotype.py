@@ -1,4 +1,4 @@
-"""Genotype JSON (DESIGN §10): every CNF's α and β, human-readable and loss-free.
+"""Genotype JSON: every CNF's α and β, human-readable and loss-free.
 
 Per CNF (each body part, plus the backbone when it is a fabric): its name, keypoint names, op
 names, the edges of α (``I -> h1`` ...), α as logits and softmax weights per edge, and per cell

@@ -1,4 +1,4 @@
-"""Physical pruning of useless structure (paper "Pruning Useless Structures", DESIGN §9).
+"""Physical pruning of useless structure (paper "Pruning Useless Structures").
 
 An op whose normalised α weight is zero contributes nothing to any edge of its CNF; an input slot
 whose β weight is zero contributes nothing to its cell; a cell whose every consumer slot is dead
@@ -8,7 +8,7 @@ structural name map (``ModuleList`` indices shift when members vanish). Normalis
 over the full α/β rows, so at threshold 0 the pruned outputs equal the unpruned ones, which is
 checked on a batch of random inputs.
 
-Unlike the released code (DESIGN §12) every slot counts, duplicated ones included: the top
+Unlike the released code, every slot counts, duplicated ones included: the top
 cell's finer slot and the bottom cell's coarser slot read the same tensor as the same slot, and a
 new bottom cell reads one previous cell through all three slots.
 """
