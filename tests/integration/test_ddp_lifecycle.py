@@ -89,12 +89,6 @@ def test_exception_on_one_rank_ends_every_rank_with_one_line(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="known open problem (issue #16): the restarted gloo group sometimes connects to the "
-    "killed attempt's peer ports (connectFullMesh: connection refused); it failed in about "
-    "half of the runs on the 2-core machine, and the cause is not found yet",
-)
 def test_worker_killed_mid_epoch_restarts_and_matches_uninterrupted_run(tmp_path):
     full = torchrun(tmp_path, "--epochs", "2", "--name", "full")
     assert full.returncode == 0, full.stdout[-2000:] + full.stderr[-3000:]

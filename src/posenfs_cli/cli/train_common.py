@@ -184,7 +184,6 @@ def run_training(
                     dist,
                     lambda: runfiles.pick_run_dir(project, command, name, exist_ok),
                     command,
-                    timeout,
                 )
                 run_dir = Path(folder)
                 if again and (run_dir / runfiles.TRAIN_STATE).is_file():

@@ -122,9 +122,31 @@ def init_distributed(
             if timeout_s <= 0:
                 raise PosenfsError(f"train.dist_timeout_s must be > 0, got {timeout_s}")
             kwargs["timeout"] = datetime.timedelta(seconds=float(timeout_s))
+        store = _attempt_namespace(kwargs.get("timeout", dist.default_pg_timeout))
+        if store is not None:
+            kwargs.update(store=store, rank=info.rank, world_size=info.world_size)
         dist.init_process_group(backend=backend, **kwargs)
         _state["ran"] = True
     return info, device
+
+
+def _attempt_namespace(timeout: datetime.timedelta) -> Any | None:
+    """A key namespace of the launcher's store for this attempt only (None: not under torchrun).
+
+    torch's env:// rendezvous uses the launcher's store without any per-attempt prefix, on the
+    assumption that every restart gets a new store. The static rendezvous (``torchrun
+    --master_addr/--master_port``) keeps one store for the whole job, so a restarted group
+    could read the killed attempt's gloo addresses (``connectFullMesh``: connection refused)
+    and its error posts. Prefixing the keys with the restart count keeps attempts apart on
+    every rendezvous backend.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() != "true":
+        return None
+    job = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timeout
+    )
+    _state["job_store"] = job
+    return dist.PrefixStore(f"posenfs/attempt_{restart_count()}", job)
 
 
 def cleanup() -> None:
@@ -135,23 +157,16 @@ def cleanup() -> None:
 
 # --- the job's key-value store ----------------------------------------------------------
 def _attempt_store() -> Any:
-    """The store of this attempt (torchrun gives each restart its own key prefix)."""
+    """The store of this attempt (its keys are prefixed with the restart count)."""
     return dist.distributed_c10d._get_default_store()
 
 
-def _job_store(timeout_s: float) -> Any | None:
+def _job_store() -> Any | None:
     """The launcher's store without the per-attempt prefix: it outlives restarts."""
-    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() != "true":
-        return None
-    return dist.TCPStore(
-        os.environ["MASTER_ADDR"],
-        int(os.environ["MASTER_PORT"]),
-        is_master=False,
-        timeout=datetime.timedelta(seconds=timeout_s),
-    )
+    return _state.get("job_store")
 
 
-def shared_run_dir(info: DistInfo, create: Any, key: str, timeout_s: float) -> tuple[str, bool]:
+def shared_run_dir(info: DistInfo, create: Any, key: str) -> tuple[str, bool]:
     """The run folder every rank uses, and whether it is one an earlier attempt started.
 
     Rank 0 calls ``create()`` on the first attempt and records the folder in the launcher's
@@ -159,7 +174,7 @@ def shared_run_dir(info: DistInfo, create: Any, key: str, timeout_s: float) -> t
     """
     folder, again = None, False
     if info.is_main:
-        store = _job_store(timeout_s) if restart_count() > 0 or info.enabled else None
+        store = _job_store()
         name = f"{_RUN_DIR_KEY}/{key}"
         if store is not None and restart_count() > 0 and store.check([name]):
             folder, again = store.get(name).decode(), True
