@@ -32,8 +32,8 @@ import torch
 from torch.utils.data import Dataset
 
 from posenfs_cli.config import AugmentConfig
+from posenfs_cli.data.codec import HeatmapCodec
 from posenfs_cli.data.keypoints import KeypointLayout
-from posenfs_cli.data.targets import gaussian_heatmaps, heatmap_positions
 from posenfs_cli.data.transforms import CropParams, crop_and_normalize, crop_joints, sample_crop
 from posenfs_cli.errors import PosenfsError
 
@@ -149,9 +149,7 @@ class PoseDataset(Dataset):
         self.records = records
         self.layout = layout
         self.source = source
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.heatmap_size = (self.input_size[0] // 4, self.input_size[1] // 4)
-        self.sigma = float(sigma)
+        self.codec = HeatmapCodec.for_input(input_size, sigma)
         self.augment = augment if augment is not None else AugmentConfig()
         self.train = bool(train)
         self.name = name
@@ -171,6 +169,18 @@ class PoseDataset(Dataset):
             )
 
     # --- basic properties ---------------------------------------------------------------
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.codec.input_size
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        return self.codec.heatmap_size
+
+    @property
+    def sigma(self) -> float:
+        return self.codec.sigma
+
     @property
     def num_joints(self) -> int:
         return self.layout.num_joints
@@ -232,8 +242,7 @@ class PoseDataset(Dataset):
         params = self.crop_params(index, image.shape[1], rng)
         tensor, rgb = crop_and_normalize(image, params, self.input_size)
         joints_in = crop_joints(self.records.joints[index], params, self.input_size, self.layout)
-        hm = heatmap_positions(joints_in, self.input_size, self.heatmap_size)
-        target, weight = gaussian_heatmaps(hm, joints_in[:, 2], self.heatmap_size, self.sigma)
+        target, weight = self.codec.encode(joints_in, joints_in[:, 2])
         meta = self._meta(index, params, (image.shape[1], image.shape[0]))
         joints_input = np.concatenate([joints_in[:, :2], weight], axis=1).astype(np.float32)
         meta["joints_input"] = joints_input

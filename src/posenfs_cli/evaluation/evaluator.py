@@ -1,8 +1,8 @@
 """Run a model over a loader and score it: PCKh for MPII-style data, COCO AP for COCO-style.
 
-Shared by validation during search/train and by ``posenfs eval``. Predictions are decoded
-(argmax + quarter offset) and mapped back to original image pixels through the inverse crop
-affine, so the metrics are computed exactly as the standard tools do.
+Shared by validation during search/train and by ``posenfs eval``. Predictions are decoded by the
+keypoint codec (argmax + quarter offset, inverse crop affine back to original image pixels), the
+same one ``posenfs predict`` uses, so the metrics are computed exactly as the standard tools do.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from posenfs_cli.data.codec import HeatmapCodec, model_heatmaps
 from posenfs_cli.data.keypoints import KeypointLayout
 from posenfs_cli.engine.loss import pose_loss
 from posenfs_cli.errors import PosenfsError
@@ -25,7 +26,6 @@ from posenfs_cli.evaluation.coco_eval import (
     count_non_finite,
     evaluate_coco,
 )
-from posenfs_cli.evaluation.decode import decode_heatmaps, flip_test, heatmap_to_image_coords
 from posenfs_cli.evaluation.pckh import compute_pckh, pckh_table_rows
 
 META_KEYS = (
@@ -99,23 +99,18 @@ def predict(
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device, amp_dtype):
-                hm = flip_test(model, x, layout.flip_pairs, flip_shift) if flip else model(x)
+                hm = model_heatmaps(model, x, layout.flip_pairs, flip, flip_shift)
             hm = hm.float()
             if target is not None and target.numel():
                 loss = pose_loss(hm, target.to(device), weight.to(device))
                 loss_sum += float(loss) * x.shape[0]
                 n_loss += x.shape[0]
-            xy, s = decode_heatmaps(hm, shift=True)
-            h, w = hm.shape[-2:]
-            img_xy = heatmap_to_image_coords(
-                xy.cpu().numpy(),
-                m["center"].numpy(),
-                m["scale"].numpy(),
-                m["rotation"].numpy(),
-                (w, h),
+            codec = HeatmapCodec.for_maps(x.shape[-2:], hm)
+            img_xy, s = codec.decode_to_image(
+                hm, m["center"].numpy(), m["scale"].numpy(), m["rotation"].numpy()
             )
             coords.append(img_xy)
-            scores.append(s.cpu().numpy())
+            scores.append(s)
             for k in META_KEYS:
                 v = m[k]
                 meta[k].append(v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v))

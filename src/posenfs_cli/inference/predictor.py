@@ -2,9 +2,9 @@
 
 The crop, normalisation and decoding are exactly those of training and evaluation (box ->
 center/scale with the model aspect ratio and x1.25 padding, ``cv2.warpAffine`` bilinear, RGB
-ImageNet statistics, argmax + quarter offset, inverse affine), so a checkpoint predicts here what
-it scores in ``posenfs eval``. Crops of many boxes and many images share forwards
-(``predict_many``), which is what makes folders and videos fast.
+ImageNet statistics, and the keypoint codec's decode: argmax + quarter offset, inverse affine), so
+a checkpoint predicts here what it scores in ``posenfs eval``. Crops of many boxes and many
+images share forwards (``predict_many``), which is what makes folders and videos fast.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from posenfs_cli.data.affine import box_to_center_scale, get_affine_transform
+from posenfs_cli.data.codec import HeatmapCodec, model_heatmaps
 from posenfs_cli.data.keypoints import KeypointLayout, get_layout
 from posenfs_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD, warp_crop
 from posenfs_cli.errors import PosenfsError
-from posenfs_cli.evaluation.decode import decode_heatmaps, flip_test, heatmap_to_image_coords
 from posenfs_cli.models.fold import inference_model
 from posenfs_cli.profiling import use_channels_last
 
@@ -184,22 +184,18 @@ class Predictor:
         for start in range(0, crops.shape[0], self.batch_size):
             chunk = torch.from_numpy(crops[start : start + self.batch_size]).to(self.device)
             x = (chunk.permute(0, 3, 1, 2).float() - self._mean) / self._std
-            if self.flip:
-                hm = flip_test(self.model, x, self.layout.flip_pairs, shift=self.flip_shift)
-            else:
-                hm = self.model(x)
-                if isinstance(hm, list | tuple):
-                    hm = hm[-1]
+            hm = model_heatmaps(self.model, x, self.layout.flip_pairs, self.flip, self.flip_shift)
             outs.append(hm.float())
         return torch.cat(outs)
 
     def _decode(self, batch: CropBatch) -> tuple[np.ndarray, np.ndarray]:
         """(keypoints [M, K, 2] image px, scores [M, K]) for a crop batch."""
         hm = self.heatmaps(batch.crops)
-        coords, scores = decode_heatmaps(hm, shift=True)
-        hm_size = (hm.shape[3], hm.shape[2])
-        xy = heatmap_to_image_coords(coords, batch.centers, batch.scales, None, hm_size)
-        return xy, scores.detach().cpu().numpy().astype(np.float64)
+        return self.codec(hm).decode_to_image(hm, batch.centers, batch.scales)
+
+    def codec(self, maps: torch.Tensor) -> HeatmapCodec:
+        """The codec of this model's input size and the map size ``maps`` [..., h, w] shows."""
+        return HeatmapCodec.for_maps((self.input_h, self.input_w), maps)
 
     def predict_many(
         self,
