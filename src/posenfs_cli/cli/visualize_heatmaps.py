@@ -55,9 +55,8 @@ def _heatmaps(ctx, checkpoint, image, box, kpt_thr, out, device) -> None:
     import torch
 
     from posenfs_cli.device import select_device
-    from posenfs_cli.evaluation.decode import decode_heatmaps
     from posenfs_cli.inference.predictor import Predictor
-    from posenfs_cli.vis.heatmaps import part_heatmaps, render_heatmaps
+    from posenfs_cli.vis.heatmaps import crop_keypoints, part_heatmaps, render_heatmaps
 
     if image is None:  # one argument: the image
         checkpoint, image = None, checkpoint
@@ -83,16 +82,15 @@ def _heatmaps(ctx, checkpoint, image, box, kpt_thr, out, device) -> None:
     x = torch.from_numpy(batch.crops).to(dev).permute(0, 3, 1, 2).float()
     x = (x - pred._mean) / pred._std
     merged, parts = part_heatmaps(cast("PoseNet", pred.model), x)  # a posenfs checkpoint
-    coords, scores = decode_heatmaps(merged[None], shift=True)
-    stride = pred.input_w / merged.shape[-1]
+    keypoints, scores = crop_keypoints(merged, batch.crops.shape[1:3])
     crop_bgr = batch.crops[0][..., ::-1] if pred.input_format == "rgb" else batch.crops[0]
     grid = render_heatmaps(
         np.ascontiguousarray(crop_bgr),
         merged,
         parts,
         pred.layout,
-        (coords[0] + 0.5) * stride - 0.5,
-        scores[0],
+        keypoints,
+        scores,
         kpt_thr,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
