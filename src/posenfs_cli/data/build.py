@@ -7,8 +7,9 @@
   (seed, split, index); train and val draw from different seed streams. ``keypoints`` picks the
   MPII or COCO style. With ``root``: a folder written by ``posenfs data synth``, read through the
   real MPII/COCO loaders (layout detected from ``annot/`` or ``annotations/``).
-- ``dataset: mpii | coco``: the real layouts under ``root`` (see ``mpii.py`` / ``coco.py``).
-  COCO evaluation with ``use_gt_boxes: false`` takes boxes from the detection file ``boxes``.
+- ``dataset: mpii | coco | crowdpose``: the real layouts under ``root`` (see ``mpii.py``,
+  ``coco.py``, ``crowdpose.py``); ``keypoints`` must name the same layout. COCO-style
+  evaluation with ``use_gt_boxes: false`` takes boxes from the detection file ``boxes``.
 
 ``build_loader`` makes runs reproducible: a seeded generator drives shuffling and the per-worker
 seeds, from which each sample draws its augmentation.
@@ -28,13 +29,16 @@ from posenfs_cli.config import DataConfig
 from posenfs_cli.data.base import PoseDataset
 from posenfs_cli.data.coco import LAYOUT_HINT as COCO_HINT
 from posenfs_cli.data.coco import COCODataset, coco_from_dict
-from posenfs_cli.data.keypoints import KeypointLayout, get_layout
+from posenfs_cli.data.crowdpose import LAYOUT_HINT as CROWDPOSE_HINT
+from posenfs_cli.data.crowdpose import CrowdPoseDataset
+from posenfs_cli.data.layouts import KeypointLayout, get_layout
 from posenfs_cli.data.mpii import LAYOUT_HINT as MPII_HINT
 from posenfs_cli.data.mpii import MPIIDataset
 from posenfs_cli.data.synthetic import SyntheticImageSource, SynthSplit, split_annotations
 from posenfs_cli.errors import PosenfsError
 
-DATASETS = ("synthetic", "mpii", "coco")
+DATASETS = ("synthetic", "mpii", "coco", "crowdpose")
+_HINTS = {"mpii": MPII_HINT, "coco": COCO_HINT, "crowdpose": CROWDPOSE_HINT}
 SPLITS = ("train", "val")
 
 
@@ -128,7 +132,7 @@ def build_dataset(cfg: DataConfig, split: str, train: bool) -> PoseDataset:
     if kind == "synthetic" and not cfg.root:
         return _synthetic_in_memory(cfg, split, train)
     if not cfg.root:
-        hint = MPII_HINT if kind == "mpii" else COCO_HINT
+        hint = _HINTS[kind]
         raise PosenfsError(
             f"data.root is not set for dataset {kind}: pass --data-root DIR with {hint} "
             "(or `posenfs data synth` to make one)"
@@ -149,6 +153,7 @@ def build_dataset(cfg: DataConfig, split: str, train: bool) -> PoseDataset:
     }
     if fmt == "mpii":
         return MPIIDataset.from_root(root, real_split, **common)
+    coco_style = CrowdPoseDataset if fmt == "crowdpose" else COCODataset
     dets_file = None
     if not train and split == "val" and not cfg.use_gt_boxes:
         if not cfg.boxes:
@@ -157,8 +162,13 @@ def build_dataset(cfg: DataConfig, split: str, train: bool) -> PoseDataset:
                 "is not set"
             )
         dets_file = cfg.boxes
-    return COCODataset.from_root(
-        root, real_split, detections_file=dets_file, box_threshold=cfg.box_threshold, **common
+    return coco_style.from_root(
+        root,
+        real_split,
+        detections_file=dets_file,
+        box_threshold=cfg.box_threshold,
+        layout=layout,
+        **common,
     )
 
 
@@ -173,7 +183,8 @@ def build_eval_dataset(
     ignored (detections for MPII, head boxes for COCO) and, for MPII, a set without head boxes,
     so nothing is computed before a missing input is known.
     """
-    kind = get_layout(cfg.keypoints).name
+    layout = get_layout(cfg.keypoints)
+    kind = layout.name
     dets = None if cfg.use_gt_boxes else cfg.boxes
     if kind == "mpii" and dets:
         raise PosenfsError(
@@ -203,7 +214,12 @@ def build_eval_dataset(
             ds = MPIIDataset.from_files(ann_file, image_dir, head_boxes, **common)
         else:
             ds = COCODataset.from_files(
-                ann_file, image_dir, detections_file=dets, box_threshold=cfg.box_threshold, **common
+                ann_file,
+                image_dir,
+                detections_file=dets,
+                box_threshold=cfg.box_threshold,
+                layout=layout,
+                **common,
             )
     if isinstance(ds, MPIIDataset) and len(ds) and ds.headboxes is None:
         raise PosenfsError(

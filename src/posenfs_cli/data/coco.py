@@ -33,7 +33,7 @@ from posenfs_cli.data.base import (
     PoseRecords,
     expect_file,
 )
-from posenfs_cli.data.keypoints import COCO, KeypointLayout
+from posenfs_cli.data.layouts import COCO, KeypointLayout
 from posenfs_cli.data.mpii import read_json, stack_field
 from posenfs_cli.errors import PosenfsError
 
@@ -97,22 +97,23 @@ def clean_boxes(boxes: np.ndarray, widths: np.ndarray, heights: np.ndarray) -> n
     return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
 
 
-def _person_category(coco: CocoApi, source: str, k: int, notes: list[str]) -> int:
+def _person_category(coco: CocoApi, source: str, layout: KeypointLayout, notes: list[str]) -> int:
     """The person category id; a category listing more keypoint names than the layout is
     accepted (the annotation values are checked next) with a note."""
     cats = coco.dataset.get("categories") or []
     person = [c for c in cats if isinstance(c, dict) and c.get("name") == "person"]
     cat = person[0] if person else None
     names = cat.get("keypoints") if cat is not None else None
+    k, lname = layout.num_joints, layout.name.upper()
     if isinstance(names, list) and len(names) != k:
         if len(names) < k:
             raise PosenfsError(
                 f"{source}: the person category lists {len(names)} keypoint names, "
-                f"fewer than the {k} of the COCO layout"
+                f"fewer than the {k} of the {lname} layout"
             )
         notes.append(
             f"{source}: the person category lists {len(names)} keypoint names; using the first "
-            f"{k} (the annotations carry {k} × [x, y, v] values, the COCO layout)"
+            f"{k} (the annotations carry {k} × [x, y, v] values, the {lname} layout)"
         )
     return int(cat["id"]) if cat is not None and "id" in cat else PERSON
 
@@ -162,7 +163,7 @@ def parse_coco_records(
     """
     notes = notes if notes is not None else []
     k = layout.num_joints
-    cat = _person_category(coco, source, k, notes)
+    cat = _person_category(coco, source, layout, notes)
     fill_missing_areas(coco, source, notes)
     anns_all = coco.dataset["annotations"]
     idx = [i for i, a in enumerate(anns_all) if a.get("category_id") == cat]
@@ -179,7 +180,8 @@ def parse_coco_records(
         per = f" ({found // 3} keypoints)" if found % 3 == 0 and found else ""
         raise PosenfsError(
             f"{source}: annotation {idx[j]} (id {anns[j].get('id')}) has {found} "
-            f"keypoint values{per}, expected {3 * k} ({k} × [x, y, v], COCO layout)"
+            f"keypoint values{per}, expected {3 * k} ({k} × [x, y, v], "
+            f"{layout.name.upper()} layout)"
         )
     kps = stack_field(
         [a["keypoints"] for a in anns],

@@ -32,7 +32,7 @@ from posenfs_cli.data.base import (
     expect_file,
     image_ids_by_first_use,
 )
-from posenfs_cli.data.keypoints import MPII, KeypointLayout
+from posenfs_cli.data.layouts import MPII, KeypointLayout
 from posenfs_cli.errors import PosenfsError
 
 LAYOUT_HINT = (

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from posenfs_cli.data.keypoints import COCO, MPII, KeypointLayout
+from posenfs_cli.data.layouts import COCO, MPII, KeypointLayout
 from posenfs_cli.errors import PosenfsError
 
 # MPII's extra joints, then COCO's 17 in COCO order (the union of both layouts).

@@ -23,13 +23,10 @@ import torch
 
 from posenfs_cli.config import AugmentConfig
 from posenfs_cli.data.affine import PIXEL_STD, affine_points, get_affine_transform
-from posenfs_cli.data.keypoints import KeypointLayout
+from posenfs_cli.data.layouts import KeypointLayout
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# Joints whose name contains one of these belong to the lower body (for half-body crops).
-_LOWER_BODY = ("hip", "knee", "ankle", "pelvis")
 
 
 @dataclass(frozen=True)
@@ -93,8 +90,10 @@ def flip_joints(joints: np.ndarray, width: int, layout: KeypointLayout) -> np.nd
 
 
 def lower_body_mask(layout: KeypointLayout) -> np.ndarray:
-    """[K] bool: joints of the lower body (hips, knees, ankles, pelvis) by name."""
-    return np.array([any(p in n for p in _LOWER_BODY) for n in layout.names], dtype=bool)
+    """[K] bool: the layout's lower-body joints (the half a half-body crop may pick)."""
+    mask = np.zeros(layout.num_joints, dtype=bool)
+    mask[list(layout.lower_body_indices)] = True
+    return mask
 
 
 def half_body_center_scale(

@@ -2,7 +2,8 @@
 
 Follows HRNet's COCO pipeline: an instance's score is its box score times the mean of its
 keypoint scores above 0.2 (0 when none is), instances of each image go through OKS-NMS at 0.9,
-and pycocotools' COCOeval('keypoints') gives the ten standard stats.
+and pycocotools' COCOeval('keypoints') gives the ten standard stats. Other COCO-style layouts
+(CrowdPose) go through the same code with their own OKS sigmas from the layout.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from posenfs_cli.data.keypoints import COCO
+from posenfs_cli.data.layouts import COCO
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.oks_nms import oks_nms
 
@@ -121,8 +122,9 @@ def evaluate_coco(
     """Run COCOeval(iouType='keypoints') and return the ten stats by name (AP … ARL).
 
     ``coco_gt`` is a ``pycocotools.coco.COCO``. ``image_ids`` restricts evaluation to those
-    images (e.g. a ``--limit``ed run); by default every GT image counts, as in HRNet. COCOeval's
-    printing is captured so the CLI controls the output.
+    images (e.g. a ``--limit``ed run); by default every GT image counts, as in HRNet. ``sigmas``
+    are the layout's OKS sigmas (None: pycocotools' COCO ones, which equal ``COCO.sigmas``).
+    COCOeval's printing is captured so the CLI controls the output.
     """
     from pycocotools.cocoeval import COCOeval
 
@@ -135,6 +137,13 @@ def evaluate_coco(
     missing = {k for r in res for k in ("image_id", "keypoints", "score") if k not in r}
     if missing:
         raise PosenfsError(f"keypoint results lack the field(s): {', '.join(sorted(missing))}")
+    want = 3 * len(COCO.sigmas if sigmas is None else sigmas)
+    bad = next((r for r in res if len(r["keypoints"]) != want), None)
+    if bad is not None:
+        raise PosenfsError(
+            f"a keypoint result has {len(bad['keypoints']) // 3} keypoints but {want // 3} OKS "
+            "sigmas were given: evaluate with the sigmas of the model's keypoint layout"
+        )
     unknown = {int(r["image_id"]) for r in res} - set(coco_gt.getImgIds())
     if unknown:
         raise PosenfsError(

@@ -209,7 +209,7 @@ def score(
         image_ids = getattr(dataset, "image_ids", None)
         if image_ids is None:
             image_ids = sorted(set(preds.meta["image_id"].tolist()))
-        stats = evaluate_coco(coco, results, image_ids=image_ids)
+        stats = evaluate_coco(coco, results, image_ids=image_ids, sigmas=layout.sigmas or None)
         out.update({"main": "ap", **{k.lower(): v for k, v in stats.items()}})
         out["non_finite_keypoints"] = count_non_finite(kpts)
         out["coco_results"] = results

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from posenfs_cli.data.keypoints import COCO
+from posenfs_cli.data.layouts import COCO
 
 EPS = float(np.spacing(1))
 

@@ -2,9 +2,10 @@
 
 Head size = 0.6 × head-box diagonal (``SC_BIAS``). A joint counts when its ground truth is
 labelled (``visible``) and is correct when distance / head size ≤ threshold. Per-joint PCKh is
-the percentage of correct labelled joints; the table columns average left and right
-(``0.5 * (l + r)``), and Mean is the count-weighted mean over the 14 joints other than pelvis and
-thorax (which equals correct / labelled over those joints). HRNet labels its threshold-0.11 mean
+the percentage of correct labelled joints; the table columns (the layout's ``pckh_columns``)
+average left and right (``0.5 * (l + r)``), and Mean is the count-weighted mean over the joints
+not in ``pckh_mean_excludes`` (for MPII the 14 other than pelvis and thorax), which equals
+correct / labelled over those joints. HRNet labels its threshold-0.11 mean
 "Mean@0.1"; we report the true @0.1 and, optionally, the @0.11 value under an explicit label.
 """
 
@@ -16,36 +17,21 @@ from pathlib import Path
 import numpy as np
 from scipy.io import savemat
 
+from posenfs_cli.data.layouts import MPII, KeypointLayout
 from posenfs_cli.errors import PosenfsError
 
 SC_BIAS = 0.6
-NUM_JOINTS = 16
-# MPII native order indices.
-R_ANKLE, R_KNEE, R_HIP, L_HIP, L_KNEE, L_ANKLE, PELVIS, THORAX = range(8)
-UPPER_NECK, HEAD_TOP, R_WRIST, R_ELBOW, R_SHO, L_SHO, L_ELBOW, L_WRIST = range(8, 16)
-
-# Columns of the HRNet table: (name, joints averaged with equal weight).
-COLUMNS: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("Head", (HEAD_TOP,)),
-    ("Shoulder", (L_SHO, R_SHO)),
-    ("Elbow", (L_ELBOW, R_ELBOW)),
-    ("Wrist", (L_WRIST, R_WRIST)),
-    ("Hip", (L_HIP, R_HIP)),
-    ("Knee", (L_KNEE, R_KNEE)),
-    ("Ankle", (L_ANKLE, R_ANKLE)),
-)
-# Mean excludes pelvis and thorax (HRNet masks indices 6:8).
-MEAN_JOINTS = np.array([j for j in range(NUM_JOINTS) if j not in (PELVIS, THORAX)])
 HRNET_THRESHOLD = 0.11
 HRNET_LABEL = "Mean@0.11 (HRNet-compatible)"
 
 
 @dataclass(frozen=True)
 class PCKhResult:
-    """PCKh values in percent; ``per_joint[t]`` is [16] for threshold ``thresholds[t]``.
+    """PCKh values in percent; ``per_joint[t]`` is [K] for threshold ``thresholds[t]``.
 
-    ``normalized_errors`` [N, 16] (distance / head size, NaN where unlabelled) is kept so other
-    thresholds can be read off without recomputing (``mean_at``).
+    ``normalized_errors`` [N, K] (distance / head size, NaN where unlabelled) is kept so other
+    thresholds can be read off without recomputing (``mean_at``); ``mean_joints`` are the
+    joints the Mean averages.
     """
 
     thresholds: tuple[float, ...]
@@ -54,6 +40,7 @@ class PCKhResult:
     normalized_errors: np.ndarray
     columns: dict[str, float] = field(default_factory=dict)
     non_finite: int = 0  # labelled joints whose prediction was NaN/inf (scored as misses)
+    mean_joints: tuple[int, ...] = MPII.pckh_mean_indices
 
     @property
     def mean(self) -> float:
@@ -61,12 +48,12 @@ class PCKhResult:
         return self.mean_at(self.thresholds[0])
 
     def per_joint_at(self, threshold: float) -> np.ndarray:
-        """Per-joint PCKh [16] in percent (NaN for joints never labelled)."""
+        """Per-joint PCKh [K] in percent (NaN for joints never labelled)."""
         return _per_joint(self.normalized_errors, threshold)
 
     def mean_at(self, threshold: float) -> float:
-        """Count-weighted mean over the 14 joints without pelvis and thorax, in percent."""
-        return _weighted_mean(self.normalized_errors, threshold)
+        """Count-weighted mean over ``mean_joints`` (MPII: all but pelvis, thorax), in percent."""
+        return _weighted_mean(self.normalized_errors, threshold, self.mean_joints)
 
 
 def _correct_counts(norm_err: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -81,11 +68,12 @@ def _per_joint(norm_err: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(count > 0, 100.0 * correct / np.maximum(count, 1), np.nan)
 
 
-def _weighted_mean(norm_err: np.ndarray, threshold: float) -> float:
+def _weighted_mean(norm_err: np.ndarray, threshold: float, joints: tuple[int, ...]) -> float:
     # Σ_j PCKh_j · count_j / Σ count_j (HRNet's jnt_ratio weighting) = Σ correct / Σ count.
     correct, count = _correct_counts(norm_err, threshold)
-    total = count[MEAN_JOINTS].sum()
-    return float(100.0 * correct[MEAN_JOINTS].sum() / total) if total else float("nan")
+    sel = np.asarray(joints, dtype=np.int64)
+    total = count[sel].sum()
+    return float(100.0 * correct[sel].sum() / total) if total else float("nan")
 
 
 def _mean_label(threshold: float, primary: bool) -> str:
@@ -99,10 +87,11 @@ def compute_pckh(
     headboxes: np.ndarray | None,
     thresholds: tuple[float, ...] = (0.5, 0.1),
     hrnet_compatible: bool = True,
+    layout: KeypointLayout = MPII,
 ) -> PCKhResult:
-    """PCKh of ``pred`` [N,16,2] against ``gt`` [N,16,2] (same pixel frame, MPII order).
+    """PCKh of ``pred`` [N,K,2] against ``gt`` [N,K,2] (same pixel frame, ``layout`` order).
 
-    ``visible`` [N,16] marks labelled GT joints; ``headboxes`` [N,4] is [x1, y1, x2, y2]. A
+    ``visible`` [N,K] marks labelled GT joints; ``headboxes`` [N,4] is [x1, y1, x2, y2]. A
     non-finite prediction of a labelled joint counts as wrong (``non_finite`` says how many).
     Columns use ``thresholds[0]``; each further threshold adds a ``Mean@t`` column, and
     ``hrnet_compatible`` adds "Mean@0.11 (HRNet-compatible)", the number HRNet prints as
@@ -117,16 +106,21 @@ def compute_pckh(
     gt = np.asarray(gt, dtype=np.float64)
     vis = np.asarray(visible).astype(bool)
     boxes = np.asarray(headboxes, dtype=np.float64)
-    if pred.ndim != 3 or pred.shape[1:] != (NUM_JOINTS, 2):
+    k = layout.num_joints
+    if not layout.pckh_columns:
         raise PosenfsError(
-            f"PCKh is defined for the MPII 16-joint layout; got predictions of shape "
-            f"{pred.shape} (COCO-layout data is evaluated with COCO AP)"
+            f"PCKh is not defined for the {layout.name} layout (it is scored with OKS AP)"
+        )
+    if pred.ndim != 3 or pred.shape[1:] != (k, 2):
+        raise PosenfsError(
+            f"PCKh is defined for the {layout.name.upper()} {k}-joint layout; got predictions "
+            f"of shape {pred.shape} (COCO-layout data is evaluated with COCO AP)"
         )
     n = pred.shape[0]
-    if gt.shape != pred.shape or vis.shape != (n, NUM_JOINTS) or boxes.shape != (n, 4):
+    if gt.shape != pred.shape or vis.shape != (n, k) or boxes.shape != (n, 4):
         raise PosenfsError(
             f"PCKh inputs disagree: pred {pred.shape}, gt {gt.shape}, visible {vis.shape}, "
-            f"headboxes {boxes.shape} (expected [N,16,2], [N,16,2], [N,16], [N,4])"
+            f"headboxes {boxes.shape} (expected [N,{k},2], [N,{k},2], [N,{k}], [N,4])"
         )
     if not thresholds:
         raise ValueError("at least one PCKh threshold is needed")
@@ -147,14 +141,15 @@ def compute_pckh(
     thresholds = tuple(float(t) for t in thresholds)
     per_joint = np.stack([_per_joint(norm_err, t) for t in thresholds])
     columns: dict[str, float] = {}
-    for name, joints in COLUMNS:
+    mean_joints = layout.pckh_mean_indices
+    for name, joints in layout.pckh_column_indices:
         vals = per_joint[0, list(joints)]
         # HRNet: 0.5 * (l + r). If one side was never labelled, report the other one.
         columns[name] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
     for i, t in enumerate(thresholds):
-        columns[_mean_label(t, primary=i == 0)] = _weighted_mean(norm_err, t)
+        columns[_mean_label(t, primary=i == 0)] = _weighted_mean(norm_err, t, mean_joints)
     if hrnet_compatible:
-        columns[HRNET_LABEL] = _weighted_mean(norm_err, HRNET_THRESHOLD)
+        columns[HRNET_LABEL] = _weighted_mean(norm_err, HRNET_THRESHOLD, mean_joints)
     return PCKhResult(
         thresholds=thresholds,
         per_joint=per_joint,
@@ -162,6 +157,7 @@ def compute_pckh(
         normalized_errors=norm_err,
         columns=columns,
         non_finite=int(broken.sum()),
+        mean_joints=mean_joints,
     )
 
 
@@ -177,7 +173,7 @@ def save_pred_mat(path: str | Path, preds: np.ndarray) -> Path:
     under key ``preds`` with shape [N,16,2] (the evaluation script transposes to [16,2,N]).
     """
     arr = np.asarray(preds, dtype=np.float64)
-    if arr.ndim != 3 or arr.shape[1] != NUM_JOINTS or arr.shape[2] < 2:
+    if arr.ndim != 3 or arr.shape[1] != MPII.num_joints or arr.shape[2] < 2:
         raise PosenfsError(f"pred.mat needs MPII predictions [N,16,2], got shape {arr.shape}")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

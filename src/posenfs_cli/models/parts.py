@@ -1,49 +1,12 @@
-"""Body-part groups (paper Table I) by joint name, mapped to each layout's native indices."""
+"""Body-part groups: the layout's Table I groups, random or custom ones, as native indices."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 
-from posenfs_cli.data.keypoints import KeypointLayout
+from posenfs_cli.data.layouts import KeypointLayout
 from posenfs_cli.errors import PosenfsError
-
-_HEAD_MPII = ["head_top", "upper_neck", "thorax"]
-_HEAD_COCO = ["nose", "left_eye", "right_eye", "left_ear", "right_ear"]
-_SHOULDERS = ["left_shoulder", "right_shoulder"]
-_ARMS = ["left_elbow", "right_elbow", "left_wrist", "right_wrist"]
-_KNEES_ANKLES = ["left_knee", "right_knee", "left_ankle", "right_ankle"]
-_HIPS = ["left_hip", "right_hip"]
-
-
-def _table_one(layout: str) -> dict[int, list[tuple[str, list[str]]]]:
-    head = _HEAD_MPII if layout == "mpii" else _HEAD_COCO
-    pelvis = ["pelvis"] if layout == "mpii" else []
-    return {
-        1: [("all", [])],  # filled with every joint below
-        3: [
-            ("head", head),
-            ("upper_limb", _SHOULDERS + _ARMS),
-            ("lower_limb", _HIPS + _KNEES_ANKLES + pelvis),
-        ],
-        5: [
-            ("head_shoulder", head + _SHOULDERS),
-            ("left_lower_arm", ["left_elbow", "left_wrist"]),
-            ("right_lower_arm", ["right_elbow", "right_wrist"]),
-            ("thigh", _HIPS + pelvis),
-            ("lower_limb", _KNEES_ANKLES),
-        ],
-        8: [
-            ("head_shoulder", head + _SHOULDERS),
-            ("left_upper_arm", ["left_shoulder", "left_elbow"]),
-            ("left_lower_arm", ["left_elbow", "left_wrist"]),
-            ("right_upper_arm", ["right_shoulder", "right_elbow"]),
-            ("right_lower_arm", ["right_elbow", "right_wrist"]),
-            ("thigh", _HIPS + ["left_knee", "right_knee"] + pelvis),
-            ("left_lower_leg", ["left_knee", "left_ankle"]),
-            ("right_lower_leg", ["right_knee", "right_ankle"]),
-        ],
-    }
 
 
 @dataclass(frozen=True)
@@ -115,12 +78,11 @@ def resolve_parts(
         return random_partition(layout, random_parts, seed)
     if isinstance(parts, str) and parts.isdigit():
         parts = int(parts)
-    table = _table_one(layout.name)
-    if parts not in table:
+    named = layout.part_table(parts) if isinstance(parts, int) else None
+    if named is None:
+        counts = ", ".join(str(p) for p in layout.part_counts)
         raise PosenfsError(
-            f"parts must be 1, 3, 5, 8 (paper Table I), 'random' or 'custom'; got {parts!r}"
+            f"parts must be {counts} (paper Table I, {layout.name} layout), 'random' or "
+            f"'custom'; got {parts!r}"
         )
-    named = table[parts]
-    if parts == 1:
-        named = [("all", list(layout.names))]
-    return _to_groups(layout, named)
+    return _to_groups(layout, [(name, list(joints)) for name, joints in named])

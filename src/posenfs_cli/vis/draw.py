@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from posenfs_cli.data.keypoints import KeypointLayout
+from posenfs_cli.data.layouts import KeypointLayout
 
 _SHIFT = 4
 _ONE = 1 << _SHIFT
