@@ -19,7 +19,6 @@ from posenfs_cli.cli.common import (
 from posenfs_cli.config import apply_overrides
 from posenfs_cli.errors import PosenfsError
 
-MPII_COLUMNS = ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1"]
 COCO_COLUMNS = ["AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL"]
 
 
