@@ -10,18 +10,26 @@ table below gives the full α. Pruned cells and slots are grey and dashed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
 from posenfs_cli.errors import PosenfsError
+from posenfs_cli.vis.primitives import (
+    INK,
+    MUTED,
+    WHITE,
+    Image,
+    Point,
+    dashed_polyline,
+    dashed_rect,
+    make_grid,
+    put_text,
+    text_size,
+    wrap,
+)
 
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-WHITE = (255, 255, 255)
-INK = (40, 40, 40)
-MUTED = (120, 120, 120)
 GREY = (185, 185, 185)
 PALE = (238, 238, 238)
 SLOT_COLORS = {"same": (200, 120, 30), "finer": (60, 150, 50), "coarser": (30, 130, 230)}
@@ -39,102 +47,6 @@ OP_SHORT = {
     "avg_pool_3x3": "avg3",
     "max_pool_3x3": "max3",
 }
-
-Image = np.ndarray
-Point = tuple[int, int]
-
-
-# --- small drawing helpers (also used by vis.curves) -------------------------------------------
-
-
-def text_size(text: str, scale: float = 0.5, thickness: int = 1) -> tuple[int, int]:
-    (w, h), _ = cv2.getTextSize(text, FONT, scale, thickness)
-    return w, h
-
-
-def put_text(
-    img: Image,
-    text: str,
-    org: Point,
-    scale: float = 0.5,
-    color: tuple[int, int, int] = INK,
-    thickness: int = 1,
-    anchor: str = "left",
-    box: tuple[int, int, int] | None = None,
-) -> int:
-    """Text with its baseline at ``org`` (x per ``anchor``: left/center/right); returns width."""
-    w, h = text_size(text, scale, thickness)
-    x, y = org
-    if anchor == "center":
-        x -= w // 2
-    elif anchor == "right":
-        x -= w
-    if box is not None:
-        cv2.rectangle(img, (x - 2, y - h - 3), (x + w + 2, y + 4), box, -1)
-    cv2.putText(img, text, (int(x), int(y)), FONT, scale, color, thickness, cv2.LINE_AA)
-    return w
-
-
-def dashed_polyline(
-    img: Image, pts: np.ndarray, color: tuple[int, int, int], thickness: int = 1, dash: int = 7
-) -> None:
-    """A dashed line through ``pts`` (N×2 floats): dash, gap, dash ... by arc length."""
-    seg = np.diff(pts, axis=0)
-    lengths = np.hypot(seg[:, 0], seg[:, 1])
-    arc = np.concatenate([[0.0], np.cumsum(lengths)])
-    if arc[-1] <= 0:
-        return
-    for start in np.arange(0.0, arc[-1], 2 * dash):
-        ts = np.linspace(start, min(start + dash, arc[-1]), 4)
-        xs = np.interp(ts, arc, pts[:, 0])
-        ys = np.interp(ts, arc, pts[:, 1])
-        piece = np.stack([xs, ys], 1).round().astype(np.int32)
-        cv2.polylines(img, [piece], False, color, thickness, cv2.LINE_AA)
-
-
-def dashed_rect(img: Image, p0: Point, p1: Point, color: tuple[int, int, int], t: int = 1) -> None:
-    (x0, y0), (x1, y1) = p0, p1
-    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float64)
-    dashed_polyline(img, corners, color, t, dash=6)
-
-
-def wrap(text: str, width_px: int, scale: float = 0.5) -> list[str]:
-    """Greedy word wrap to ``width_px`` at font ``scale``."""
-    lines: list[str] = []
-    line = ""
-    for word in text.split(" "):
-        cand = f"{line} {word}".strip()
-        if line and text_size(cand, scale)[0] > width_px:
-            lines.append(line)
-            line = word
-        else:
-            line = cand
-    if line:
-        lines.append(line)
-    return lines
-
-
-def pad_to(img: Image, h: int, w: int) -> Image:
-    out = np.full((h, w, 3), 255, np.uint8)
-    out[: img.shape[0], : img.shape[1]] = img
-    return out
-
-
-def grid_images(tiles: Sequence[Image], cols: int, gap: int = 16) -> Image:
-    """Tiles of different sizes in rows of ``cols``, each row as tall as its tallest tile."""
-    rows = [list(tiles[i : i + cols]) for i in range(0, len(tiles), cols)]
-    col_w = [max(r[c].shape[1] for r in rows if c < len(r)) for c in range(min(cols, len(tiles)))]
-    strips = []
-    for r in rows:
-        h = max(t.shape[0] for t in r)
-        parts = []
-        for c, t in enumerate(r):
-            parts.append(pad_to(t, h, col_w[c]))
-            parts.append(np.full((h, gap, 3), 255, np.uint8))
-        strip = np.concatenate(parts[:-1], 1)
-        strips.append(pad_to(strip, h, sum(col_w) + gap * (len(col_w) - 1)))
-        strips.append(np.full((gap, strips[-1].shape[1], 3), 255, np.uint8))
-    return np.concatenate(strips[:-1], 0)
 
 
 def short_op(name: str) -> str:
@@ -411,7 +323,7 @@ def draw_overview(genotype: dict[str, Any], cols: int | None = None) -> Image:
         raise PosenfsError("not a posenfs genotype (no 'cnfs' list)")
     tiles = [draw_fabric(c) for c in cnfs]
     cols = cols or (1 if len(tiles) == 1 else 2)
-    body = grid_images(tiles, cols, gap=24)
+    body = make_grid(tiles, cols, pad=24, pad_value=255, uniform=False, border=False)
     layout = genotype.get("keypoint_layout") or "?"
     names = ", ".join(c["name"] for c in cnfs)
     bar = np.full((50, body.shape[1], 3), 255, np.uint8)
