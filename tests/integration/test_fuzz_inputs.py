@@ -45,7 +45,7 @@ def originals(tmp_path_factory) -> dict[str, object]:
     torch.manual_seed(0)
     model = build_model(recipe.model, get_layout("mpii"), load_pretrained=False)
     ckpt = save_checkpoint(root / "c.safetensors", model, recipe).read_bytes()
-    geno = model_genotype(model, "mpii")
+    geno = model_genotype(model, "mpii").to_json()
     images = root / "images"
     images.mkdir()
     rng = np.random.default_rng(0)

@@ -77,8 +77,8 @@ def test_prune_writes_smaller_verified_checkpoint_and_genotype(tmp_path):
     assert meta.metadata["pruned_from"] == str(ckpt)
     assert json.loads(meta.metadata["prune_threshold"]) == 0.0
     assert meta.epoch == 7 and meta.metrics == {"pckh": 1.5}
-    head = next(c for c in meta.genotype["cnfs"] if c["name"] == "head")
-    assert head["pruned"] == {"cells": [[3, 0], [4, 0]], "ops": ["dil_conv_3x3"]}
+    head = meta.genotype.cnf("head")
+    assert head.pruned.to_json() == {"cells": [[3, 0], [4, 0]], "ops": ["dil_conv_3x3"]}
     assert load_genotype(geno_path) == meta.genotype
 
 

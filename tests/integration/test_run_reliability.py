@@ -87,7 +87,7 @@ def test_train_from_a_pruned_checkpoint_killed_then_resumed(tmp_path, monkeypatc
     assert [r["epoch"] for r in rows] == [1, 2]
     last = read_checkpoint(run / runfiles.LAST)
     assert last.epoch == 2
-    assert last.genotype["cnfs"][0]["pruned"]["ops"] == ["dil_conv_3x3"]
+    assert last.genotype.cnfs[0].pruned.ops == ("dil_conv_3x3",)
 
     # the train run cannot be continued by `search`
     wrong = runner.invoke(app, ["--device", "cpu", "search", "--resume", str(run)])

@@ -34,7 +34,7 @@ def test_baseline_output_shape_parts_and_no_arch(head, d):
     assert out.shape == (2, 16, 16, 16)  # every MPII joint at 1/4
     assert [p.name for p in model.parts] == ["head", "upper_limb", "lower_limb"]
     assert model.arch_parameters() == [] and list(model.cnfs()) == []
-    assert model_genotype(model, "mpii")["cnfs"] == []
+    assert model_genotype(model, "mpii").cnfs == ()
     if d == 8:  # vector in pixel: squashed lengths lie in [0, 1)
         assert out.min() >= 0 and out.max() < 1
     # each part's head outputs K_p·d channels

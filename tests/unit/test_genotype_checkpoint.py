@@ -42,7 +42,7 @@ def test_genotype_json_round_trip_is_lossless(tmp_path):
 
 
 def test_genotype_is_human_readable():
-    geno = model_genotype(randomized(fabric_cfg()), "mpii")
+    geno = model_genotype(randomized(fabric_cfg()), "mpii").to_json()
     names = [c["name"] for c in geno["cnfs"]]
     assert names == ["backbone", "head", "upper_limb", "lower_limb"]
     head = geno["cnfs"][1]

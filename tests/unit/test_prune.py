@@ -292,11 +292,11 @@ def test_prune_save_load_round_trip(tmp_path):
         assert torch.equal(loaded(x), pruned(x))
         assert (loaded(x) - model(x)).abs().max() <= 1e-6
     geno = model_genotype(loaded, "mpii")
-    head = next(c for c in geno["cnfs"] if c["name"] == "head")
-    assert head["pruned"] == {"cells": [[3, 0], [4, 0]], "ops": ["sep_conv_3x3"]}
-    cells = {(c["layer"], c["scale"]): c for c in head["cells"]}
-    assert cells[(3, 0)]["pruned"] and cells[(4, 0)]["pruned"]
-    assert cells[(5, 0)]["pruned_inputs"] == ["same", "finer"]
+    head = geno.cnf("head")
+    assert head.pruned.cells == ((3, 0), (4, 0)) and head.pruned.ops == ("sep_conv_3x3",)
+    cells = {c.key: c for c in head.cells}
+    assert cells[(3, 0)].pruned and cells[(4, 0)].pruned
+    assert cells[(5, 0)].pruned_inputs == ("same", "finer")
     expected = {k: v for k, v in report.specs.items() if not v.is_empty()}
     assert prune_specs(geno) == expected == prune_specs(ckpt.genotype)
 

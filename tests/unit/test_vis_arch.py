@@ -75,14 +75,14 @@ def not_blank(img: np.ndarray) -> bool:
 
 def test_draw_fabric_each_cnf_is_a_readable_image():
     geno = model_genotype(pruned_model()[0], "mpii")
-    for entry in geno["cnfs"]:
+    for entry in geno.cnfs:
         img = draw_fabric(entry)
         assert not_blank(img)
         assert 500 < img.shape[0] < 2500 and 900 < img.shape[1] < 3000, img.shape
     # pruned cells are drawn (greyed), not dropped: same size as an unpruned diagram
-    plain = model_genotype(randomized(cfg()), "mpii")["cnfs"][1]
-    assert draw_fabric(geno["cnfs"][1]).shape == draw_fabric(plain).shape
-    assert not np.array_equal(draw_fabric(geno["cnfs"][1]), draw_fabric(plain))
+    plain = model_genotype(randomized(cfg()), "mpii").cnfs[1]
+    assert draw_fabric(geno.cnfs[1]).shape == draw_fabric(plain).shape
+    assert not np.array_equal(draw_fabric(geno.cnfs[1]), draw_fabric(plain))
 
 
 def test_draw_fabric_rejects_a_whole_genotype():
@@ -94,7 +94,7 @@ def test_draw_fabric_rejects_a_whole_genotype():
 def test_overview_holds_every_cnf():
     geno = model_genotype(randomized(cfg(hidden=1)), "mpii")
     over = draw_overview(geno)
-    single = draw_fabric(geno["cnfs"][1])
+    single = draw_fabric(geno.cnfs[1])
     assert not_blank(over)
     assert over.shape[0] > 2 * single.shape[0] * 0.9 and over.shape[1] > 1.5 * single.shape[1]
 
@@ -131,8 +131,8 @@ def test_genotype_diff_rows_sorted_and_complete():
     a = model_genotype(randomized(cfg(), seed=0), "mpii")
     b = model_genotype(randomized(cfg(), seed=1), "mpii")
     rows, img = genotype_diff(a, b, top=5)
-    n_alpha = sum(len(c["alpha"]["weights"]) * len(c["ops"]) for c in a["cnfs"])
-    n_beta = 3 * sum(len(c["cells"]) for c in a["cnfs"])
+    n_alpha = sum(len(c.alpha.weights) * len(c.ops) for c in a.cnfs)
+    n_beta = 3 * sum(len(c.cells) for c in a.cnfs)
     assert len(rows) == n_alpha + n_beta
     deltas = [abs(r["delta"]) for r in rows]
     assert deltas == sorted(deltas, reverse=True) and deltas[0] > 0

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from posenfs_cli.errors import PosenfsError
+from posenfs_cli.nas.genotype import CnfGenotype, Genotype
 from posenfs_cli.vis.primitives import (
     INK,
     MUTED,
@@ -57,11 +58,10 @@ def short_op(name: str) -> str:
 
 
 def _check_cnf(g: Any) -> None:
-    keys = ("name", "ops", "edges", "alpha", "cells", "structure")
-    if not isinstance(g, dict) or any(k not in g for k in keys):
+    if not isinstance(g, CnfGenotype):
         raise PosenfsError(
-            "draw_fabric needs one CNF entry of a genotype (a dict with "
-            f"{', '.join(keys)}); pass genotype['cnfs'][i]"
+            f"draw_fabric needs one CNF entry of a genotype, not a {type(g).__name__}; "
+            "pass genotype.cnfs[i]"
         )
 
 
@@ -81,13 +81,13 @@ def _blend(img: Image, draw, opacity: float) -> None:
     cv2.addWeighted(overlay, opacity, img, 1.0 - opacity, 0, dst=img)
 
 
-def _alpha_lines(g: dict[str, Any], max_px: int, scale: float = 0.43) -> list[str]:
+def _alpha_lines(g: CnfGenotype, max_px: int, scale: float = 0.43) -> list[str]:
     """The strongest op(s) per edge, as many as fit in ``max_px``, shown inside every cell."""
-    weights = np.asarray(g["alpha"]["weights"], dtype=np.float64)
-    pruned = set(g.get("pruned", {}).get("ops", []))
-    ops = g["ops"]
+    weights = np.asarray(g.alpha.weights, dtype=np.float64)
+    pruned = set(g.pruned.ops)
+    ops = g.ops
     lines = []
-    for e, (a, b) in enumerate(g["edges"]):
+    for e, (a, b) in enumerate(g.edges):
         order = [o for o in np.argsort(-weights[e], kind="stable") if ops[o] not in pruned]
         for n in range(min(3, len(order)), 0, -1):
             txt = "  ".join(f"{short_op(ops[o])} {weights[e, o]:.2f}" for o in order[:n])
@@ -98,15 +98,15 @@ def _alpha_lines(g: dict[str, Any], max_px: int, scale: float = 0.43) -> list[st
     return lines
 
 
-def draw_fabric(cnf_genotype: dict[str, Any], title: str | None = None) -> Image:
+def draw_fabric(cnf_genotype: CnfGenotype, title: str | None = None) -> Image:
     """One CNF of a genotype as a BGR uint8 image (see the module docstring for the encoding)."""
     g = cnf_genotype
     _check_cnf(g)
-    st = g["structure"]
-    first, last, in_width = st["first_layer"], st["last_layer"], st["in_width"]
+    st = g.structure
+    first, last, in_width = st.first_layer, st.last_layer, st.in_width
     layers = list(range(first, last))
-    cells = {(c["layer"], c["scale"]): c for c in g["cells"]}
-    n_rows = max([in_width] + [c["scale"] + 1 for c in g["cells"]])
+    cells = {c.key: c for c in g.cells}
+    n_rows = max([in_width] + [c.scale + 1 for c in g.cells])
     box_w, line_h = 236, 19
     lines = _alpha_lines(g, box_w - 16)
     box_h = max(96, 30 + line_h * len(lines) + 6)  # ports >= 24 px apart for the labels
@@ -115,20 +115,18 @@ def draw_fabric(cnf_genotype: dict[str, Any], title: str | None = None) -> Image
     left = 64
 
     # title block
-    head: list[tuple[str, float, tuple[int, int, int], int]] = [
-        (title or f"{g['name']}", 0.85, INK, 2)
-    ]
+    head: list[tuple[str, float, tuple[int, int, int], int]] = [(title or g.name, 0.85, INK, 2)]
     grid_w = left + in_w + 120 + col_w * (len(layers) - 1) + box_w + 16
-    kps = g.get("keypoints")
+    kps = g.keypoints
     if kps:
         for ln in wrap("keypoints: " + ", ".join(kps), grid_w - 40, 0.52):
             head.append((ln, 0.52, INK, 1))
-    n_pruned = sum(1 for c in g["cells"] if c.get("pruned"))
+    n_pruned = sum(1 for c in g.cells if c.pruned)
     head.append(
         (
-            f"layers {first}-{last - 1} of {st['total_layers']}   C={st['channels']}   "
-            f"H={st['hidden']}   {len(g['cells'])} cells ({n_pruned} pruned)   "
-            f"ops: {', '.join(short_op(o) for o in g['ops'])}",
+            f"layers {first}-{last - 1} of {st.total_layers}   C={st.channels}   "
+            f"H={st.hidden}   {len(g.cells)} cells ({n_pruned} pruned)   "
+            f"ops: {', '.join(short_op(o) for o in g.ops)}",
             0.48,
             MUTED,
             1,
@@ -138,11 +136,11 @@ def draw_fabric(cnf_genotype: dict[str, Any], title: str | None = None) -> Image
     grid_top = 14 + sum(steps) + 40
     grid_h = n_rows * row_h
 
-    table_rows = len(g["edges"]) + 1
+    table_rows = len(g.edges) + 1
     table_h = 34 + table_rows * 24 + 16
     legend_h = 5 * 22 + 10
     height = grid_top + grid_h + max(table_h, legend_h) + 20
-    width = max(grid_w + 20, 20 + 110 + 74 * len(g["ops"]) + 60 + 330)
+    width = max(grid_w + 20, 20 + 110 + 74 * len(g.ops) + 60 + 330)
     img = np.full((height, width, 3), 255, np.uint8)
 
     y = 14
@@ -172,29 +170,29 @@ def draw_fabric(cnf_genotype: dict[str, Any], title: str | None = None) -> Image
     # which inputs the first layer still reads
     used_inputs = set()
     for key, c in cells.items():
-        if key[0] == first and not c.get("pruned"):
-            for inp in c["inputs"]:
-                if inp["slot"] not in c.get("pruned_inputs", []):
-                    used_inputs.add(_src_index(inp["from"]))
+        if key[0] == first and not c.pruned:
+            for inp in c.inputs:
+                if inp.slot not in c.pruned_inputs:
+                    used_inputs.add(_src_index(inp.source))
 
     # edges, weakest first so strong ones end on top
     strokes = []
     for key, c in cells.items():
         j, s = key
         cx, cy = cell_pos(key)
-        weights = (c.get("beta") or {}).get("weights") or [0.0, 0.0, 0.0]
-        for k, inp in enumerate(c["inputs"]):
-            src = _src_index(inp["from"])
+        weights = c.beta.weights if c.beta is not None else (0.0, 0.0, 0.0)
+        for k, inp in enumerate(c.inputs):
+            src = _src_index(inp.source)
             if j == first:
                 sx, sy = in_pos(src)
                 p0 = (sx + in_w, sy + in_h // 2)
             else:
                 sx, sy = cell_pos((j - 1, src))
                 p0 = (sx + box_w, sy + box_h // 2)
-            port = {"finer": 0.25, "same": 0.5, "coarser": 0.75}[inp["slot"]]
+            port = {"finer": 0.25, "same": 0.5, "coarser": 0.75}[inp.slot]
             p3 = (cx, cy + int(box_h * port))
-            dead = bool(c.get("pruned")) or inp["slot"] in c.get("pruned_inputs", [])
-            strokes.append((0.0 if dead else float(weights[k]), dead, inp["slot"], p0, p3))
+            dead = c.pruned or inp.slot in c.pruned_inputs
+            strokes.append((0.0 if dead else float(weights[k]), dead, inp.slot, p0, p3))
     strokes.sort(key=lambda t: (not t[1], t[0]))
     labels = []
     for w, dead, slot, p0, p3 in strokes:
@@ -234,7 +232,7 @@ def draw_fabric(cnf_genotype: dict[str, Any], title: str | None = None) -> Image
         x, y0 = cell_pos(key)
         p1 = (x + box_w, y0 + box_h)
         label = f"cell {key[0]},{key[1]}  ({SCALE_NAMES[key[1]]})"
-        if c.get("pruned"):
+        if c.pruned:
             cv2.rectangle(img, (x, y0), p1, (246, 246, 246), -1)
             dashed_rect(img, (x, y0), p1, MUTED, 1)
             put_text(img, label, (x + 8, y0 + 20), 0.5, GREY, 1)
@@ -250,7 +248,7 @@ def draw_fabric(cnf_genotype: dict[str, Any], title: str | None = None) -> Image
             put_text(img, ln, (x + 8, y0 + 20 + line_h * (i + 1)), 0.43, (70, 70, 70), 1)
 
     _draw_alpha_table(img, g, 20, grid_top + grid_h + 6)
-    lx = 20 + 110 + 74 * len(g["ops"]) + 50
+    lx = 20 + 110 + 74 * len(g.ops) + 50
     _draw_legend(img, (lx, grid_top + grid_h + 30))
     return img
 
@@ -263,23 +261,23 @@ def _src_index(source: str) -> int:
     return int(inner.split(",")[-1])
 
 
-def _draw_alpha_table(img: Image, g: dict[str, Any], x0: int, y0: int) -> None:
-    weights = np.asarray(g["alpha"]["weights"], dtype=np.float64)
-    pruned = set(g.get("pruned", {}).get("ops", []))
+def _draw_alpha_table(img: Image, g: CnfGenotype, x0: int, y0: int) -> None:
+    weights = np.asarray(g.alpha.weights, dtype=np.float64)
+    pruned = set(g.pruned.ops)
     cw, ch, first_w = 74, 24, 110
     put_text(img, "alpha: op weights per edge (shared by all cells)", (x0, y0 + 18), 0.5, INK, 1)
     y = y0 + 30
-    for o, op in enumerate(g["ops"]):
+    for o, op in enumerate(g.ops):
         cx = x0 + first_w + o * cw + cw // 2
         col = GREY if op in pruned else INK
         put_text(
             img, short_op(op) + ("*" if op in pruned else ""), (cx, y + 16), 0.45, col, 1, "center"
         )
-    for e, (a, b) in enumerate(g["edges"]):
+    for e, (a, b) in enumerate(g.edges):
         ry = y + ch * (e + 1)
         put_text(img, f"{a} -> {b}", (x0 + 4, ry + 17), 0.45, INK, 1)
         best = int(np.argmax(weights[e]))
-        for o in range(len(g["ops"])):
+        for o in range(len(g.ops)):
             w = float(weights[e, o])
             cx = x0 + first_w + o * cw
             shade = np.array(WHITE, float) * (1 - w) + np.array((190, 110, 40), float) * w
@@ -296,7 +294,7 @@ def _draw_alpha_table(img: Image, g: dict[str, Any], x0: int, y0: int) -> None:
                 "center",
             )
     if pruned:
-        ry = y + ch * (len(g["edges"]) + 1) + 16
+        ry = y + ch * (len(g.edges) + 1) + 16
         put_text(img, "* pruned op (removed from every cell)", (x0, ry), 0.42, MUTED, 1)
 
 
@@ -312,20 +310,20 @@ def _draw_legend(img: Image, org: Point) -> None:
     put_text(img, "line width & opacity = beta weight", (x, yy + 22), 0.45, MUTED, 1)
 
 
-def draw_overview(genotype: dict[str, Any], cols: int | None = None) -> Image:
+def draw_overview(genotype: Genotype, cols: int | None = None) -> Image:
     """Every CNF of a genotype in a grid (backbone first, then the parts), with a title."""
-    cnfs = genotype.get("cnfs") if isinstance(genotype, dict) else None
-    if isinstance(cnfs, list) and not cnfs:
+    if not isinstance(genotype, Genotype):
+        raise PosenfsError(f"draw_overview needs a Genotype, not a {type(genotype).__name__}")
+    cnfs = genotype.cnfs
+    if not cnfs:
         raise PosenfsError(
             "this genotype has no CNF to draw (a baseline head: model.head=branchnet or deconv)"
         )
-    if not cnfs:
-        raise PosenfsError("not a posenfs genotype (no 'cnfs' list)")
     tiles = [draw_fabric(c) for c in cnfs]
     cols = cols or (1 if len(tiles) == 1 else 2)
     body = make_grid(tiles, cols, pad=24, pad_value=255, uniform=False, border=False)
-    layout = genotype.get("keypoint_layout") or "?"
-    names = ", ".join(c["name"] for c in cnfs)
+    layout = genotype.keypoint_layout or "?"
+    names = ", ".join(c.name for c in cnfs)
     bar = np.full((50, body.shape[1], 3), 255, np.uint8)
     put_text(
         bar, f"genotype: {len(cnfs)} CNFs ({names}), {layout} keypoints", (16, 34), 0.8, INK, 2
@@ -336,15 +334,15 @@ def draw_overview(genotype: dict[str, Any], cols: int | None = None) -> Image:
 # --- genotype difference ---------------------------------------------------------------------
 
 
-def _entries(g: Any, which: str) -> dict[str, dict[str, Any]]:
-    if not isinstance(g, dict) or not str(g.get("format", "")).startswith("posenfs-genotype/"):
-        raise PosenfsError(f"genotype {which} is not a posenfs genotype (no 'format' key)")
-    return {c["name"]: c for c in g["cnfs"]}
+def _entries(g: Any, which: str) -> dict[str, CnfGenotype]:
+    if not isinstance(g, Genotype):
+        raise PosenfsError(f"genotype {which} is not a posenfs genotype ({type(g).__name__})")
+    return {c.name: c for c in g.cnfs}
 
 
 def genotype_diff(
-    a: dict[str, Any],
-    b: dict[str, Any],
+    a: Genotype,
+    b: Genotype,
     top: int = 20,
     labels: tuple[str, str] = ("A", "B"),
 ) -> tuple[list[dict[str, Any]], Image]:
@@ -360,34 +358,28 @@ def genotype_diff(
         )
     rows: list[dict[str, Any]] = []
     for name in ea:
-        ga, gb = ea[name], eb[name]
+        ja, jb = ea[name].to_json(), eb[name].to_json()
         for key in ("ops", "edges", "structure"):
-            if ga.get(key) != gb.get(key):
+            if ja[key] != jb[key]:
                 raise PosenfsError(
-                    f"CNF {name!r}: {key} differ ({labels[0]} {ga.get(key)}, "
-                    f"{labels[1]} {gb.get(key)}); not the same model structure"
+                    f"CNF {name!r}: {key} differ ({labels[0]} {ja[key]}, "
+                    f"{labels[1]} {jb[key]}); not the same model structure"
                 )
-        wa = np.asarray(ga["alpha"]["weights"], np.float64)
-        wb = np.asarray(gb["alpha"]["weights"], np.float64)
-        for e, (s, t) in enumerate(ga["edges"]):
-            for o, op in enumerate(ga["ops"]):
+        ga, gb = ea[name], eb[name]
+        wa = np.asarray(ga.alpha.weights, np.float64)
+        wb = np.asarray(gb.alpha.weights, np.float64)
+        for e, (s, t) in enumerate(ga.edges):
+            for o, op in enumerate(ga.ops):
                 rows.append(_row(name, "alpha", f"{s}->{t}", op, wa[e, o], wb[e, o]))
-        cb = {(c["layer"], c["scale"]): c for c in gb["cells"]}
-        for ca in ga["cells"]:
-            other = cb.get((ca["layer"], ca["scale"]))
-            if other is None or not ca.get("beta") or not other.get("beta"):
+        cb = {c.key: c for c in gb.cells}
+        for ca in ga.cells:
+            other = cb.get(ca.key)
+            if other is None or ca.beta is None or other.beta is None:
                 continue
-            where = f"cell {ca['layer']},{ca['scale']}"
-            for k, inp in enumerate(ca["inputs"]):
+            where = f"cell {ca.layer},{ca.scale}"
+            for k, inp in enumerate(ca.inputs):
                 rows.append(
-                    _row(
-                        name,
-                        "beta",
-                        where,
-                        inp["slot"],
-                        ca["beta"]["weights"][k],
-                        other["beta"]["weights"][k],
-                    )
+                    _row(name, "beta", where, inp.slot, ca.beta.weights[k], other.beta.weights[k])
                 )
     rows.sort(key=lambda r: -abs(r["delta"]))
     return rows, draw_diff_bars(rows[: max(1, top)], labels)
