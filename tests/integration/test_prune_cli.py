@@ -18,12 +18,7 @@ from posenfs_cli.nas.genotype import load_genotype
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_checkpoint(path, kill: bool = True):

@@ -14,6 +14,7 @@ from posenfs_cli.engine.checkpoint import build_from_checkpoint, read_checkpoint
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.build import build_model
 from posenfs_cli.nas.genotype import apply_genotype, load_genotype, model_genotype, save_genotype
+from tests.helpers import tiny_model
 
 
 def randomized(cfg: ModelConfig):
@@ -25,7 +26,7 @@ def randomized(cfg: ModelConfig):
 
 
 def fabric_cfg(**kw) -> ModelConfig:
-    return ModelConfig(**{"backbone": "fabric", "channels": 1, "parts": 3, "hidden": 2, **kw})
+    return tiny_model(**{"hidden": 2, **kw})
 
 
 def test_genotype_json_round_trip_is_lossless(tmp_path):

@@ -21,28 +21,23 @@ from posenfs_cli.nas.prune import (
     state_key_map,
 )
 from posenfs_cli.profiling import conv_macs, count_params
+from tests.helpers import tiny_model
 
 SAME, FINER, COARSER = 0, 1, 2
 SIZE = [64, 64]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and OpenMP stalls on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mbv2_cfg(**kw) -> ModelConfig:
-    return ModelConfig(**{"backbone": "mobilenet_v2", "channels": 2, "parts": 3, "hidden": 1, **kw})
+    return tiny_model(**{"backbone": "mobilenet_v2", "channels": 2, "hidden": 1, **kw})
 
 
 def fabric_cfg() -> ModelConfig:
     """A fabric backbone of 5 kept layers (2, 3, 4, 4, 4 cells) and one part."""
     fab = FabricBackboneConfig(layers=8, channels=1, hidden=1, kept=5)
-    return ModelConfig(backbone="fabric", fabric=fab, channels=1, parts=1, hidden=1)
+    return tiny_model(fabric=fab, parts=1, hidden=1)
 
 
 def recipe_for(cfg: ModelConfig) -> Recipe:

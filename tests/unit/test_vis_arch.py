@@ -20,32 +20,21 @@ from posenfs_cli.nas.genotype import model_genotype, save_genotype
 from posenfs_cli.nas.prune import prune_model
 from posenfs_cli.vis.curves import nice_ticks, plot_curves
 from posenfs_cli.vis.fabric import draw_fabric, draw_overview, genotype_diff
+from tests.helpers import randomize_arch, tiny_model
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cfg(**kw) -> ModelConfig:
     fab = FabricBackboneConfig(layers=7, channels=1, hidden=1, kept=3)
-    return ModelConfig(
-        **{"backbone": "fabric", "fabric": fab, "channels": 1, "parts": 3, "hidden": 2, **kw}
-    )
+    return tiny_model(**{"fabric": fab, "hidden": 2, **kw})
 
 
 def randomized(config: ModelConfig, seed: int = 0):
-    model = build_model(config, MPII)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.arch_parameters():
-            p.copy_(1.5 * torch.randn(p.shape, generator=gen))
-    return model.eval()
+    return randomize_arch(build_model(config, MPII), seed, scale=1.5).eval()
 
 
 def pruned_model():
