@@ -158,8 +158,8 @@ def test_pruned_file_becomes_a_pruned_checkpoint(tmp_path):
     saved = read_checkpoint(out)
     assert saved.metadata["input_format"] == "bgr"  # as their training fed it
     geno = saved.genotype
-    assert all(c["pruned"]["cells"] == [[3, 2]] for c in geno["cnfs"])
-    assert all(c["pruned"]["ops"] == ["sep_conv_3x3"] for c in geno["cnfs"])
+    assert all(c.pruned.cells == ((3, 2),) for c in geno.cnfs)
+    assert all(c.pruned.ops == ("sep_conv_3x3",) for c in geno.cnfs)
     model, _ = build_from_checkpoint(out)
     io = load_file(str(io_path))
     with torch.no_grad():
