@@ -58,6 +58,7 @@ def pruned_ckpt(tmp_path) -> Path:
     return save_checkpoint(tmp_path / "pruned.safetensors", pruned, recipe)
 
 
+@pytest.mark.slow
 def test_train_from_a_pruned_checkpoint_killed_then_resumed(tmp_path, monkeypatch, pruned_ckpt):
     project = tmp_path / "runs"
     real_save_state = trainer_mod.save_state
