@@ -14,7 +14,7 @@ timeout 150 python - <<'PY' 2>&1 | log gpu_tests.log
 # CUDA paths the CPU suite cannot run: graphs, bf16 autocast, folded copy, compile on CUDA.
 import json, torch
 from posenfs_cli.config import ModelConfig
-from posenfs_cli.data.keypoints import MPII
+from posenfs_cli.data.layouts import MPII
 from posenfs_cli.device import GraphedForward, autocast, maybe_compile, to_device, tune_backend
 from posenfs_cli.models.build import build_model
 from posenfs_cli.models.fold import inference_model

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from posenfs_cli.config import load_recipe
-from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.device import select_device
 from posenfs_cli.inference.predictor import Predictor
 from posenfs_cli.models.build import build_from_recipe

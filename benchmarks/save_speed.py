@@ -55,7 +55,7 @@ def measure(path: Path, runs: int) -> dict:
         return {
             "epoch": 1,
             "model": state_tensors(model),
-            "genotype": model_genotype(model, recipe.data.keypoints),
+            "genotype": model_genotype(model, recipe.data.keypoints).to_json(),
             "optim": strategy.state_dict(),
             "rng": rng_state(),
             "best": None,

@@ -1,4 +1,5 @@
-"""Shared test helpers: repo paths, the real samples in ../shared/data, tiny configs."""
+"""Shared fixtures and paths: repo paths, the real samples in ../shared/data (helpers that are
+not fixtures are in ``tests/helpers.py``)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,15 @@ def _no_weight_downloads(monkeypatch, tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
     monkeypatch.setenv("TORCH_HOME", str(base / "torch_home"))
     monkeypatch.setenv("POSENFS_WEIGHTS_URL", str(base / "no_weights_mirror"))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads, and OpenMP stalls on a busy 2-core machine.
+
+    Opt in per module: ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

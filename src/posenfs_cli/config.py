@@ -8,7 +8,6 @@ as YAML scalars, so ``model.ops=[skip,sep_conv_3x3]`` works too.
 
 from __future__ import annotations
 
-import copy
 import types
 import typing
 from collections.abc import Callable
@@ -368,10 +367,6 @@ def recipe_to_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.to_dict(), sort_keys=False)
 
 
-def clone(recipe: Recipe) -> Recipe:
-    return copy.deepcopy(recipe)
-
-
 def _bad(key: str, value: Any, rule: str) -> ConfigError:
     return ConfigError(f"{key} must be {rule}, got {value!r}")
 
@@ -464,7 +459,6 @@ __all__ = [
     "SyntheticConfig",
     "TrainConfig",
     "apply_overrides",
-    "clone",
     "find_recipe",
     "load_recipe",
     "parse_input_size",

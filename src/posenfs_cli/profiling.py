@@ -297,22 +297,6 @@ def time_model(
     return report
 
 
-def profile_model(
-    model: PoseNet,
-    input_size: list[int],
-    batch_size: int = 8,
-    device: torch.device | str = "cpu",
-    timing: bool = True,
-    runs: int = 10,
-    paper: dict[str, Any] | None = None,
-    channels_last: bool = True,
-) -> ProfileReport:
-    report = static_profile(model, input_size, batch_size, device, paper)
-    if timing:
-        time_model(report, model, runs, channels_last)
-    return report
-
-
 @torch.inference_mode()
 def part_latencies(
     models: list[PoseNet], size: list[int], device: torch.device, runs: int = 10

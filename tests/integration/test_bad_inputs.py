@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from posenfs_cli.cli.app import app
 from posenfs_cli.config import load_recipe
-from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.engine.checkpoint import save_checkpoint
 from posenfs_cli.models.build import build_model
 from posenfs_cli.nas.genotype import model_genotype
@@ -45,10 +45,10 @@ def fixtures(tmp_path_factory) -> Path:
     save_checkpoint(root / "nan.safetensors", model, recipe)
     data = (root / "tiny.safetensors").read_bytes()
     (root / "truncated.safetensors").write_bytes(data[: len(data) // 2])
-    geno = model_genotype(_model()[0], "mpii")
+    geno = model_genotype(_model()[0], "mpii").to_json()
     (root / "geno.json").write_text(json.dumps(geno))
     coco_model, _ = _model("coco")
-    (root / "coco_geno.json").write_text(json.dumps(model_genotype(coco_model, "coco")))
+    (root / "coco_geno.json").write_text(json.dumps(model_genotype(coco_model, "coco").to_json()))
     no_cells = json.loads(json.dumps(geno))
     del no_cells["cnfs"][0]["cells"]
     (root / "no_cells.json").write_text(json.dumps(no_cells))

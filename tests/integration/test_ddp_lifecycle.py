@@ -5,12 +5,9 @@ Faults are injected with the test-only ``POSENFS_TEST_FAULT=KIND:RANK:EPOCH:STEP
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,15 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import RECIPES
+from tests.helpers import metrics, torchrun_cmd
 
 REPO = Path(__file__).resolve().parents[2]
-TIMING = {"time_s", "train_time_s", "images_per_s"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun(project: Path, *args: str, fault: str | None = None, restarts: int = 0, timeout=600):
@@ -34,18 +25,7 @@ def torchrun(project: Path, *args: str, fault: str | None = None, restarts: int 
     env.pop("POSENFS_TEST_FAULT", None)
     if fault:
         env["POSENFS_TEST_FAULT"] = fault
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--max-restarts",
-        str(restarts),
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
+    cmd = torchrun_cmd(
         "-m",
         "posenfs_cli",
         "--device",
@@ -63,13 +43,9 @@ def torchrun(project: Path, *args: str, fault: str | None = None, restarts: int 
         "--set",
         "train.dist_timeout_s=60",
         *args,
-    ]
+        restarts=restarts,
+    )
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def metrics(run: Path) -> list[dict]:
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
 @pytest.mark.slow

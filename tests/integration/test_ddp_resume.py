@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from tests.conftest import RECIPES
+from tests.helpers import metrics, torchrun_cmd
 
-TIMING = {"time_s", "train_time_s", "images_per_s"}
+pytestmark = pytest.mark.slow  # each test runs whole CLI trainings in subprocesses
+
 SETS = [
     "--set",
     "data.synthetic.train_images=24",
@@ -43,11 +45,6 @@ def cli(project: Path, *args: str) -> list[str]:
         *SETS,
         *args,
     ]
-
-
-def metrics(run: Path) -> list[dict]:
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
@@ -101,29 +98,11 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     assert metrics(tmp_path / "search" / "full") == metrics(tmp_path / "search" / "killed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_processes_gloo(tmp_path):
     worker = Path(__file__).with_name("ddp_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(_free_port()),
-            str(worker),
-            str(tmp_path),
-        ],
+        torchrun_cmd(str(worker), str(tmp_path)),
         env=env,
         capture_output=True,
         text=True,

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from posenfs_cli.cli.app import app
 from posenfs_cli.config import ModelConfig, Recipe
-from posenfs_cli.data.keypoints import COCO, MPII
+from posenfs_cli.data.layouts import COCO, MPII
 from posenfs_cli.engine.checkpoint import save_checkpoint
 from posenfs_cli.models.build import build_model
 from posenfs_cli.nas.genotype import model_genotype, save_genotype

@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 from posenfs_cli.cli.app import app
 from posenfs_cli.config import AugmentConfig, ModelConfig, Recipe, load_recipe
 from posenfs_cli.data.coco import COCODataset
-from posenfs_cli.data.keypoints import COCO, MPII
+from posenfs_cli.data.layouts import COCO, MPII
 from posenfs_cli.data.mpii import MPIIDataset
 from posenfs_cli.engine.checkpoint import save_checkpoint
 from posenfs_cli.evaluation.evaluator import Predictions, score
 from posenfs_cli.models.build import build_from_recipe, build_model
 from tests.conftest import RECIPES, SHARED_DATA, needs_shared
+from tests.helpers import run_eval
 
 runner = CliRunner()
 
@@ -90,20 +91,7 @@ def tiny_checkpoint(tmp_path, keypoints="mpii"):
 
 def test_eval_cli_synthetic_writes_run_folder(tmp_path):
     ckpt = tiny_checkpoint(tmp_path)
-    result = runner.invoke(
-        app,
-        [
-            "--device",
-            "cpu",
-            "eval",
-            str(ckpt),
-            "--workers",
-            "0",
-            "--project",
-            str(tmp_path / "runs"),
-            "--no-flip",
-        ],
-    )
+    result = run_eval(ckpt, tmp_path, "--no-flip")
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "eval" / "exp"
     summary = json.loads((run / "metrics.json").read_text())
@@ -119,26 +107,17 @@ def test_eval_cli_coco_samples_with_detections(tmp_path):
     recipe.data.dataset = "coco"
     recipe.data.input_size = [128, 96]
     ckpt = save_checkpoint(tmp_path / "coco.safetensors", build_model(recipe.model, COCO), recipe)
-    result = runner.invoke(
-        app,
-        [
-            "--device",
-            "cpu",
-            "eval",
-            str(ckpt),
-            "--ann-file",
-            str(SHARED_DATA / "coco/test_coco.json"),
-            "--image-dir",
-            str(SHARED_DATA / "coco"),
-            "--boxes",
-            str(SHARED_DATA / "coco/test_coco_det_AP_H_56.json"),
-            "--box-thr",
-            "0.5",
-            "--workers",
-            "0",
-            "--project",
-            str(tmp_path / "runs"),
-        ],
+    result = run_eval(
+        ckpt,
+        tmp_path,
+        "--ann-file",
+        SHARED_DATA / "coco/test_coco.json",
+        "--image-dir",
+        SHARED_DATA / "coco",
+        "--boxes",
+        SHARED_DATA / "coco/test_coco_det_AP_H_56.json",
+        "--box-thr",
+        "0.5",
     )
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "eval" / "exp"
@@ -180,23 +159,8 @@ def test_eval_counts_an_unreadable_image_from_workers(tmp_path):
     assert len(val) == 4
     val[1].write_bytes(b"not a jpeg at all")
     ckpt = tiny_checkpoint(tmp_path)
-    result = runner.invoke(
-        app,
-        [
-            "--device",
-            "cpu",
-            "eval",
-            str(ckpt),
-            "--dataset",
-            "mpii",
-            "--data-root",
-            str(data),
-            "--workers",
-            "2",
-            "--no-flip",
-            "--project",
-            str(tmp_path / "runs"),
-        ],
+    result = run_eval(
+        ckpt, tmp_path, "--dataset", "mpii", "--data-root", data, "--no-flip", workers=2
     )
     assert result.exit_code == 0, result.output
     assert "1 unreadable image(s) skipped" in result.output

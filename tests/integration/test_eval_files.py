@@ -15,16 +15,14 @@ import os
 import numpy as np
 import pytest
 from scipy.io import loadmat, savemat
-from typer.testing import CliRunner
 
-from posenfs_cli.cli.app import app
 from posenfs_cli.config import ModelConfig, Recipe, load_recipe
-from posenfs_cli.data.keypoints import COCO
+from posenfs_cli.data.layouts import COCO
 from posenfs_cli.engine.checkpoint import save_checkpoint
 from posenfs_cli.models.build import build_from_recipe, build_model
 from tests.conftest import RECIPES, SHARED_DATA, needs_shared
+from tests.helpers import run_eval
 
-runner = CliRunner()
 STATS = ("ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "ar75", "arm", "arl")
 COCO_JSON = SHARED_DATA / "coco" / "test_coco.json"
 DETS = SHARED_DATA / "coco" / "test_coco_det_AP_H_56.json"
@@ -68,23 +66,6 @@ def noisy_gt(monkeypatch):
         return p
 
     monkeypatch.setattr(evaluator, "predict", predict)
-
-
-def run_eval(ckpt, tmp_path, *args):
-    return runner.invoke(
-        app,
-        [
-            "--device",
-            "cpu",
-            "eval",
-            str(ckpt),
-            "--workers",
-            "0",
-            "--project",
-            str(tmp_path / "runs"),
-        ]
-        + [str(a) for a in args],
-    )
 
 
 def one_error_line(result) -> str:

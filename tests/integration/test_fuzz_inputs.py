@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from posenfs_cli.cli.app import app
 from posenfs_cli.config import load_recipe
-from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.engine.checkpoint import save_checkpoint
 from posenfs_cli.models.build import build_model
 from posenfs_cli.nas.genotype import model_genotype
@@ -45,7 +45,7 @@ def originals(tmp_path_factory) -> dict[str, object]:
     torch.manual_seed(0)
     model = build_model(recipe.model, get_layout("mpii"), load_pretrained=False)
     ckpt = save_checkpoint(root / "c.safetensors", model, recipe).read_bytes()
-    geno = model_genotype(model, "mpii")
+    geno = model_genotype(model, "mpii").to_json()
     images = root / "images"
     images.mkdir()
     rng = np.random.default_rng(0)

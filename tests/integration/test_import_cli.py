@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from posenfs_cli.cli.app import app
-from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.official import format as fmt
 from tests.conftest import SHARED_DATA, needs_shared
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from posenfs_cli.cli.app import app
 from posenfs_cli.config import ModelConfig, Recipe
-from posenfs_cli.data.keypoints import MPII
+from posenfs_cli.data.layouts import MPII
 from posenfs_cli.engine.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
 from posenfs_cli.models.build import build_model
 from posenfs_cli.nas.genotype import load_genotype
@@ -18,12 +18,7 @@ from posenfs_cli.nas.genotype import load_genotype
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_checkpoint(path, kill: bool = True):
@@ -77,8 +72,8 @@ def test_prune_writes_smaller_verified_checkpoint_and_genotype(tmp_path):
     assert meta.metadata["pruned_from"] == str(ckpt)
     assert json.loads(meta.metadata["prune_threshold"]) == 0.0
     assert meta.epoch == 7 and meta.metrics == {"pckh": 1.5}
-    head = next(c for c in meta.genotype["cnfs"] if c["name"] == "head")
-    assert head["pruned"] == {"cells": [[3, 0], [4, 0]], "ops": ["dil_conv_3x3"]}
+    head = meta.genotype.cnf("head")
+    assert head.pruned.to_json() == {"cells": [[3, 0], [4, 0]], "ops": ["dil_conv_3x3"]}
     assert load_genotype(geno_path) == meta.genotype
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from posenfs_cli.cli.app import app
 from posenfs_cli.config import load_recipe
-from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.engine import trainer as trainer_mod
 from posenfs_cli.engine.checkpoint import read_checkpoint, save_checkpoint
@@ -58,6 +58,7 @@ def pruned_ckpt(tmp_path) -> Path:
     return save_checkpoint(tmp_path / "pruned.safetensors", pruned, recipe)
 
 
+@pytest.mark.slow
 def test_train_from_a_pruned_checkpoint_killed_then_resumed(tmp_path, monkeypatch, pruned_ckpt):
     project = tmp_path / "runs"
     real_save_state = trainer_mod.save_state
@@ -87,7 +88,7 @@ def test_train_from_a_pruned_checkpoint_killed_then_resumed(tmp_path, monkeypatc
     assert [r["epoch"] for r in rows] == [1, 2]
     last = read_checkpoint(run / runfiles.LAST)
     assert last.epoch == 2
-    assert last.genotype["cnfs"][0]["pruned"]["ops"] == ["dil_conv_3x3"]
+    assert last.genotype.cnfs[0].pruned.ops == ("dil_conv_3x3",)
 
     # the train run cannot be continued by `search`
     wrong = runner.invoke(app, ["--device", "cpu", "search", "--resume", str(run)])

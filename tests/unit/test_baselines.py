@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from posenfs_cli.config import BranchnetConfig, DeconvConfig, ModelConfig, Recipe
-from posenfs_cli.data.keypoints import COCO, MPII
+from posenfs_cli.data.layouts import COCO, MPII
 from posenfs_cli.engine.checkpoint import build_from_checkpoint, save_checkpoint
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.baselines import Bottleneck, BranchNet, DeconvHead
@@ -34,7 +34,7 @@ def test_baseline_output_shape_parts_and_no_arch(head, d):
     assert out.shape == (2, 16, 16, 16)  # every MPII joint at 1/4
     assert [p.name for p in model.parts] == ["head", "upper_limb", "lower_limb"]
     assert model.arch_parameters() == [] and list(model.cnfs()) == []
-    assert model_genotype(model, "mpii")["cnfs"] == []
+    assert model_genotype(model, "mpii").cnfs == ()
     if d == 8:  # vector in pixel: squashed lengths lie in [0, 1)
         assert out.min() >= 0 and out.max() < 1
     # each part's head outputs K_p·d channels

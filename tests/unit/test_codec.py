@@ -9,7 +9,7 @@ from torch import nn
 
 from posenfs_cli.data.affine import affine_points, get_affine_transform
 from posenfs_cli.data.codec import HEATMAP_STRIDE, HeatmapCodec
-from posenfs_cli.data.keypoints import MPII, KeypointLayout
+from posenfs_cli.data.layouts import MPII, KeypointLayout
 from posenfs_cli.evaluation.evaluator import META_KEYS, predict
 from posenfs_cli.inference.predictor import Predictor
 from posenfs_cli.vis.heatmaps import crop_keypoints, render_heatmaps, resample

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from posenfs_cli.config import ModelConfig
-from posenfs_cli.data.keypoints import MPII
+from posenfs_cli.data.layouts import MPII
 from posenfs_cli.device import (
     PAYBACK_STEPS,
     GraphedForward,

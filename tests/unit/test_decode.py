@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from posenfs_cli.data.affine import affine_points, get_affine_transform
-from posenfs_cli.data.keypoints import COCO, MPII
+from posenfs_cli.data.layouts import COCO, MPII
 from posenfs_cli.evaluation.decode import (
     decode_heatmaps,
     flip_back,

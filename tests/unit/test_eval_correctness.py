@@ -18,7 +18,7 @@ import torch
 from posenfs_cli.config import AugmentConfig
 from posenfs_cli.data.base import FileImageSource
 from posenfs_cli.data.coco import COCODataset, coco_from_dict, parse_coco_records
-from posenfs_cli.data.keypoints import COCO
+from posenfs_cli.data.layouts import COCO
 from posenfs_cli.data.mpii import MPIIDataset
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.coco_eval import build_results

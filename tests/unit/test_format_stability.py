@@ -19,15 +19,17 @@ from typer.testing import CliRunner
 
 from posenfs_cli.cli.app import app
 from posenfs_cli.config import recipe_from_dict
-from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.engine import checkpoint as ckpt_mod
 from posenfs_cli.engine.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.build import build_model
 from posenfs_cli.nas import genotype as geno_mod
 from posenfs_cli.nas.genotype import (
+    Genotype,
     apply_genotype,
     genotype_format_version,
+    genotype_to_text,
     load_genotype,
     model_genotype,
     prune_specs,
@@ -80,7 +82,8 @@ def test_v1_checkpoint_rebuilds_and_reproduces_stored_outputs():
 
 def test_v1_genotype_loads_and_applies_to_the_checkpoint_structure():
     genotype = load_genotype(V1_GENOTYPE)
-    assert genotype_format_version(genotype) == 1
+    assert genotype.format_version == 1
+    assert genotype_format_version(json.loads(V1_GENOTYPE.read_text())) == 1
     ckpt = read_checkpoint(V1_CKPT)
     model = build_model(
         ckpt.recipe.model,
@@ -98,8 +101,18 @@ def test_v1_genotype_loads_and_applies_to_the_checkpoint_structure():
         assert torch.equal(v, stored[k]), k
     # today's writer describes the same architecture (apart from the new version field)
     again = model_genotype(model, "mpii")
-    assert again.pop("format_version") == 1
     assert again == genotype
+    written = again.to_json()
+    assert written.pop("format_version") == 1
+    assert written == json.loads(V1_GENOTYPE.read_text())
+
+
+def test_v1_genotype_is_rewritten_byte_for_byte():
+    # typed and back: the same text, but for the version line today's writer adds
+    text = genotype_to_text(load_genotype(V1_GENOTYPE))
+    lines = text.splitlines(keepends=True)
+    assert lines[2] == '  "format_version": 1,\n'
+    assert "".join(lines[:2] + lines[3:]) == V1_GENOTYPE.read_text()
 
 
 def test_v1_files_through_the_cli(tmp_path):
@@ -135,7 +148,7 @@ def test_new_files_carry_the_format_version(tmp_path):
     assert data["format_version"] == geno_mod.FORMAT_VERSION == 1
     # `format` keeps its format-1 value so posenfs 0.1.0 still reads files written today
     assert data["format"] == "posenfs-genotype/1"
-    assert load_genotype(g) == data
+    assert load_genotype(g).to_json() == data
 
 
 # --- newer or broken versions are refused with one line ----------------------------------------
@@ -202,7 +215,7 @@ def test_newer_genotype_is_refused(tmp_path, changes):
     with pytest.raises(PosenfsError, match=r"g\.json: genotype format 2 is newer than posenfs"):
         load_genotype(path)
     with pytest.raises(PosenfsError, match="genotype format 2 is newer"):
-        prune_specs(json.loads(path.read_text()))
+        Genotype.from_json(json.loads(path.read_text()))
 
 
 @pytest.mark.parametrize(

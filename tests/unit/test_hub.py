@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from posenfs_cli import hub
 from posenfs_cli.cli.app import app
 from posenfs_cli.config import ModelConfig
-from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.backbones.mobilenet_v2 import MobileNetV2Backbone
 from posenfs_cli.models.build import build_model

@@ -6,23 +6,16 @@ import pytest
 import torch
 
 from posenfs_cli.config import ModelConfig
-from posenfs_cli.data.keypoints import COCO, MPII
+from posenfs_cli.data.layouts import COCO, MPII
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.build import build_model
 from posenfs_cli.models.head import merge_parts, squash_score, vector_scores
 from posenfs_cli.models.parts import resolve_parts
+from tests.helpers import tiny_model
 
 
 def tiny(**kw) -> ModelConfig:
-    return ModelConfig(
-        **{
-            "backbone": "fabric",
-            "channels": 1,
-            "parts": 3,
-            **kw,
-            "fabric": kw.get("fabric", ModelConfig().fabric),
-        }
-    )
+    return tiny_model(**kw)
 
 
 def test_squash_values_by_hand():

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from posenfs_cli.config import ModelConfig, load_recipe
-from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.engine.checkpoint import build_from_checkpoint, read_checkpoint
 from posenfs_cli.models.backbones import mobilenet_v2
 from posenfs_cli.models.build import build_model
@@ -158,8 +158,8 @@ def test_pruned_file_becomes_a_pruned_checkpoint(tmp_path):
     saved = read_checkpoint(out)
     assert saved.metadata["input_format"] == "bgr"  # as their training fed it
     geno = saved.genotype
-    assert all(c["pruned"]["cells"] == [[3, 2]] for c in geno["cnfs"])
-    assert all(c["pruned"]["ops"] == ["sep_conv_3x3"] for c in geno["cnfs"])
+    assert all(c.pruned.cells == ((3, 2),) for c in geno.cnfs)
+    assert all(c.pruned.ops == ("sep_conv_3x3",) for c in geno.cnfs)
     model, _ = build_from_checkpoint(out)
     io = load_file(str(io_path))
     with torch.no_grad():

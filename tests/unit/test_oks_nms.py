@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from posenfs_cli.data.keypoints import COCO
-from posenfs_cli.evaluation.oks_nms import compute_oks, oks_nms, oks_nms_bruteforce
+from posenfs_cli.data.layouts import COCO
+from posenfs_cli.evaluation.oks_nms import compute_oks, oks_nms
+from tests.oracles import oks_nms_bruteforce
 
 SIGMAS = np.array(COCO.sigmas)
 K = len(SIGMAS)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from posenfs_cli.data.affine import affine_points, box_to_center_scale, get_affine_transform
-from posenfs_cli.data.keypoints import MPII, KeypointLayout
+from posenfs_cli.data.layouts import MPII, KeypointLayout
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.inference.detectors import (
     BoxesFile,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from posenfs_cli.config import FabricBackboneConfig, ModelConfig, Recipe
-from posenfs_cli.data.keypoints import MPII
+from posenfs_cli.data.layouts import MPII
 from posenfs_cli.engine.checkpoint import build_from_checkpoint, save_checkpoint
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.build import build_model
@@ -21,28 +21,23 @@ from posenfs_cli.nas.prune import (
     state_key_map,
 )
 from posenfs_cli.profiling import conv_macs, count_params
+from tests.helpers import tiny_model
 
 SAME, FINER, COARSER = 0, 1, 2
 SIZE = [64, 64]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and OpenMP stalls on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mbv2_cfg(**kw) -> ModelConfig:
-    return ModelConfig(**{"backbone": "mobilenet_v2", "channels": 2, "parts": 3, "hidden": 1, **kw})
+    return tiny_model(**{"backbone": "mobilenet_v2", "channels": 2, "hidden": 1, **kw})
 
 
 def fabric_cfg() -> ModelConfig:
     """A fabric backbone of 5 kept layers (2, 3, 4, 4, 4 cells) and one part."""
     fab = FabricBackboneConfig(layers=8, channels=1, hidden=1, kept=5)
-    return ModelConfig(backbone="fabric", fabric=fab, channels=1, parts=1, hidden=1)
+    return tiny_model(fabric=fab, parts=1, hidden=1)
 
 
 def recipe_for(cfg: ModelConfig) -> Recipe:
@@ -292,11 +287,11 @@ def test_prune_save_load_round_trip(tmp_path):
         assert torch.equal(loaded(x), pruned(x))
         assert (loaded(x) - model(x)).abs().max() <= 1e-6
     geno = model_genotype(loaded, "mpii")
-    head = next(c for c in geno["cnfs"] if c["name"] == "head")
-    assert head["pruned"] == {"cells": [[3, 0], [4, 0]], "ops": ["sep_conv_3x3"]}
-    cells = {(c["layer"], c["scale"]): c for c in head["cells"]}
-    assert cells[(3, 0)]["pruned"] and cells[(4, 0)]["pruned"]
-    assert cells[(5, 0)]["pruned_inputs"] == ["same", "finer"]
+    head = geno.cnf("head")
+    assert head.pruned.cells == ((3, 0), (4, 0)) and head.pruned.ops == ("sep_conv_3x3",)
+    cells = {c.key: c for c in head.cells}
+    assert cells[(3, 0)].pruned and cells[(4, 0)].pruned
+    assert cells[(5, 0)].pruned_inputs == ("same", "finer")
     expected = {k: v for k, v in report.specs.items() if not v.is_empty()}
     assert prune_specs(geno) == expected == prune_specs(ckpt.genotype)
 

@@ -8,32 +8,22 @@ import pytest
 import torch
 
 from posenfs_cli.config import ModelConfig, Recipe
-from posenfs_cli.data.keypoints import MPII
+from posenfs_cli.data.layouts import MPII
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.build import build_model
 from posenfs_cli.nas.prune import find_dead, prune_model
 from posenfs_cli.nas.sparsity import SPARSITY_KINDS, arch_entropy, sparsity_penalty
+from tests.helpers import randomize_arch, tiny_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cfg(**kw) -> ModelConfig:
-    return ModelConfig(**{"backbone": "mobilenet_v2", "channels": 1, "parts": 3, "hidden": 2, **kw})
+    return tiny_model(**{"backbone": "mobilenet_v2", "hidden": 2, **kw})
 
 
 def randomized(seed: int = 0, **kw):
-    model = build_model(cfg(**kw), MPII)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.arch_parameters():
-            p.copy_(torch.randn(p.shape, generator=gen))
-    return model
+    return randomize_arch(build_model(cfg(**kw), MPII), seed)
 
 
 def adam_on_penalty(model, kind: str, steps: int, lr: float) -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from posenfs_cli.config import ModelConfig
-from posenfs_cli.data.keypoints import MPII
+from posenfs_cli.data.layouts import MPII
 from posenfs_cli.models.build import build_model
 from posenfs_cli.models.fold import fold_for_inference
 from posenfs_cli.nas.ops import DepthwiseConv, scaled_batch_norm

@@ -9,7 +9,7 @@ import torch
 
 from posenfs_cli.config import DataConfig, SyntheticConfig
 from posenfs_cli.data.build import build_dataset, build_loader
-from posenfs_cli.data.keypoints import COCO, MPII
+from posenfs_cli.data.layouts import COCO, MPII
 from posenfs_cli.data.synthetic import (
     PARTS,
     SUPER_NAMES,

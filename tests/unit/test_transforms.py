@@ -9,7 +9,7 @@ import pytest
 from posenfs_cli.config import AugmentConfig
 from posenfs_cli.data.affine import affine_points
 from posenfs_cli.data.base import PoseDataset, PoseRecords
-from posenfs_cli.data.keypoints import COCO, MPII
+from posenfs_cli.data.layouts import COCO, MPII
 from posenfs_cli.data.transforms import (
     CropParams,
     crop_joints,

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from posenfs_cli.cli.app import app
 from posenfs_cli.config import FabricBackboneConfig, ModelConfig, Recipe
-from posenfs_cli.data.keypoints import MPII
+from posenfs_cli.data.layouts import MPII
 from posenfs_cli.engine.checkpoint import save_checkpoint
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.build import build_model
@@ -20,32 +20,21 @@ from posenfs_cli.nas.genotype import model_genotype, save_genotype
 from posenfs_cli.nas.prune import prune_model
 from posenfs_cli.vis.curves import nice_ticks, plot_curves
 from posenfs_cli.vis.fabric import draw_fabric, draw_overview, genotype_diff
+from tests.helpers import randomize_arch, tiny_model
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cfg(**kw) -> ModelConfig:
     fab = FabricBackboneConfig(layers=7, channels=1, hidden=1, kept=3)
-    return ModelConfig(
-        **{"backbone": "fabric", "fabric": fab, "channels": 1, "parts": 3, "hidden": 2, **kw}
-    )
+    return tiny_model(**{"fabric": fab, "hidden": 2, **kw})
 
 
 def randomized(config: ModelConfig, seed: int = 0):
-    model = build_model(config, MPII)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.arch_parameters():
-            p.copy_(1.5 * torch.randn(p.shape, generator=gen))
-    return model.eval()
+    return randomize_arch(build_model(config, MPII), seed, scale=1.5).eval()
 
 
 def pruned_model():
@@ -75,14 +64,14 @@ def not_blank(img: np.ndarray) -> bool:
 
 def test_draw_fabric_each_cnf_is_a_readable_image():
     geno = model_genotype(pruned_model()[0], "mpii")
-    for entry in geno["cnfs"]:
+    for entry in geno.cnfs:
         img = draw_fabric(entry)
         assert not_blank(img)
         assert 500 < img.shape[0] < 2500 and 900 < img.shape[1] < 3000, img.shape
     # pruned cells are drawn (greyed), not dropped: same size as an unpruned diagram
-    plain = model_genotype(randomized(cfg()), "mpii")["cnfs"][1]
-    assert draw_fabric(geno["cnfs"][1]).shape == draw_fabric(plain).shape
-    assert not np.array_equal(draw_fabric(geno["cnfs"][1]), draw_fabric(plain))
+    plain = model_genotype(randomized(cfg()), "mpii").cnfs[1]
+    assert draw_fabric(geno.cnfs[1]).shape == draw_fabric(plain).shape
+    assert not np.array_equal(draw_fabric(geno.cnfs[1]), draw_fabric(plain))
 
 
 def test_draw_fabric_rejects_a_whole_genotype():
@@ -94,7 +83,7 @@ def test_draw_fabric_rejects_a_whole_genotype():
 def test_overview_holds_every_cnf():
     geno = model_genotype(randomized(cfg(hidden=1)), "mpii")
     over = draw_overview(geno)
-    single = draw_fabric(geno["cnfs"][1])
+    single = draw_fabric(geno.cnfs[1])
     assert not_blank(over)
     assert over.shape[0] > 2 * single.shape[0] * 0.9 and over.shape[1] > 1.5 * single.shape[1]
 
@@ -131,8 +120,8 @@ def test_genotype_diff_rows_sorted_and_complete():
     a = model_genotype(randomized(cfg(), seed=0), "mpii")
     b = model_genotype(randomized(cfg(), seed=1), "mpii")
     rows, img = genotype_diff(a, b, top=5)
-    n_alpha = sum(len(c["alpha"]["weights"]) * len(c["ops"]) for c in a["cnfs"])
-    n_beta = 3 * sum(len(c["cells"]) for c in a["cnfs"])
+    n_alpha = sum(len(c.alpha.weights) * len(c.ops) for c in a.cnfs)
+    n_beta = 3 * sum(len(c.cells) for c in a.cnfs)
     assert len(rows) == n_alpha + n_beta
     deltas = [abs(r["delta"]) for r in rows]
     assert deltas == sorted(deltas, reverse=True) and deltas[0] > 0

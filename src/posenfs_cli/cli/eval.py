@@ -19,7 +19,6 @@ from posenfs_cli.cli.common import (
 from posenfs_cli.config import apply_overrides
 from posenfs_cli.errors import PosenfsError
 
-MPII_COLUMNS = ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1"]
 COCO_COLUMNS = ["AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL"]
 
 
@@ -159,7 +158,7 @@ def _eval(
     compile=None,
 ) -> None:
     from posenfs_cli.data.build import build_eval_dataset, build_loader
-    from posenfs_cli.data.keypoints import get_layout
+    from posenfs_cli.data.layouts import get_layout
     from posenfs_cli.device import select_device
     from posenfs_cli.engine.checkpoint import build_from_checkpoint, read_checkpoint
     from posenfs_cli.engine.run import new_run_dir

@@ -48,7 +48,7 @@ def export_command(
 def _export(
     checkpoint: Path | None, fmt: str, out: Path | None, opset: int, batch: str, atol: float
 ):
-    from posenfs_cli.data.keypoints import get_layout
+    from posenfs_cli.data.layouts import get_layout
     from posenfs_cli.engine.checkpoint import build_from_checkpoint
     from posenfs_cli.inference.export import export_and_check, parse_batch
 

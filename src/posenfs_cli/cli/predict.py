@@ -33,7 +33,7 @@ from posenfs_cli.cli.common import (
     resolve_device_option,
     user_errors,
 )
-from posenfs_cli.data.keypoints import KeypointLayout
+from posenfs_cli.data.layouts import KeypointLayout
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.vis.draw import draw_instances
 

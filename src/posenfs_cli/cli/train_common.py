@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -21,6 +21,9 @@ from posenfs_cli.config import (
 )
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.errors import PosenfsError
+
+if TYPE_CHECKING:  # typing only: the CLI imports torch-heavy modules lazily
+    from posenfs_cli.nas.genotype import Genotype
 
 DEFAULT_RECIPE = "synthetic/quick"
 # With no --recipe, --dataset picks the paper's setting for that dataset (Tab II / Tab VII).
@@ -163,7 +166,7 @@ def run_training(
     exist_ok: bool,
     device: str | None,
     progress: bool,
-    genotype: dict[str, Any] | None = None,
+    genotype: Genotype | None = None,
     from_checkpoint: Path | None = None,
 ) -> None:
     from posenfs_cli.engine import distributed
@@ -207,7 +210,7 @@ def _train(
     dev: Any,
     dist: Any,
     progress: bool,
-    genotype: dict[str, Any] | None,
+    genotype: Genotype | None,
     from_checkpoint: Path | None,
 ) -> None:
     from posenfs_cli.engine.trainer import Trainer, TrainOptions

@@ -6,7 +6,7 @@ Registers on the ``visualize`` sub-app owned by ``cli/visualize.py``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -15,8 +15,11 @@ from rich.table import Table
 from posenfs_cli.cli.common import check_folder_out, check_image_out, console, user_errors
 from posenfs_cli.errors import PosenfsError
 
+if TYPE_CHECKING:  # typing only: the CLI imports torch-heavy modules lazily
+    from posenfs_cli.nas.genotype import Genotype
 
-def load_any_genotype(path: Path) -> dict[str, Any]:
+
+def load_any_genotype(path: Path) -> Genotype:
     """A genotype from a genotype JSON or from a checkpoint's metadata."""
     from posenfs_cli.nas.genotype import load_genotype
 
@@ -68,11 +71,11 @@ def _arch(source: Path, out: Path | None) -> None:
     out = check_folder_out(out or Path("runs/visualize/arch") / _safe(source.stem))
     genotype = load_any_genotype(source)
     written = []
-    for entry in genotype["cnfs"]:
-        written.append(_write_png(out / f"{_safe(entry['name'])}.png", draw_fabric(entry)))
+    for entry in genotype.cnfs:
+        written.append(_write_png(out / f"{_safe(entry.name)}.png", draw_fabric(entry)))
     written.append(_write_png(out / "overview.png", draw_overview(genotype)))
     console.print(
-        f"{len(genotype['cnfs'])} CNF diagrams of {escape(str(source))} -> "
+        f"{len(genotype.cnfs)} CNF diagrams of {escape(str(source))} -> "
         f"[bold]{escape(str(out))}/[/] "
         f"({', '.join(p.name for p in written)})"
     )

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from posenfs_cli.config import AugmentConfig
 from posenfs_cli.data.codec import HeatmapCodec
-from posenfs_cli.data.keypoints import KeypointLayout
+from posenfs_cli.data.layouts import KeypointLayout
 from posenfs_cli.data.transforms import CropParams, crop_and_normalize, crop_joints, sample_crop
 from posenfs_cli.errors import PosenfsError
 

@@ -24,9 +24,9 @@ from safetensors.torch import load_file, save_file
 from posenfs_cli import __version__
 from posenfs_cli.atomic import atomic_write
 from posenfs_cli.config import ConfigError, Recipe, recipe_from_dict
-from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.errors import PosenfsError
-from posenfs_cli.nas.genotype import check_genotype, model_genotype, prune_specs
+from posenfs_cli.nas.genotype import Genotype, model_genotype, prune_specs
 
 META_KEYS = ("posenfs_version", "config", "genotype", "dataset", "keypoints", "input_format")
 FORMAT_VERSION = 2  # 2: all-or-nothing pyramid adapters (format 1 files: per level)
@@ -74,7 +74,7 @@ def save_checkpoint(
         "format_version": str(FORMAT_VERSION),
         "posenfs_version": __version__,
         "config": json.dumps(recipe.to_dict()),
-        "genotype": json.dumps(model_genotype(model, recipe.data.keypoints)),
+        "genotype": json.dumps(model_genotype(model, recipe.data.keypoints).to_json()),
         "dataset": recipe.data.dataset,
         "keypoints": recipe.data.keypoints,
         "input_format": "rgb",
@@ -93,7 +93,7 @@ class Checkpoint:
     tensors: dict[str, torch.Tensor]
     metadata: dict[str, str]
     recipe: Recipe
-    genotype: dict[str, Any]
+    genotype: Genotype
 
     @property
     def format_version(self) -> int:
@@ -144,8 +144,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     except (json.JSONDecodeError, ConfigError, ValueError, TypeError, RecursionError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PosenfsError(f"{p}: unreadable metadata ({reason})") from exc
-    check_genotype(genotype, f"{p} (genotype metadata)", allow_empty=recipe.model.head != "cnf")
-    return Checkpoint(p, tensors, metadata, recipe, genotype)
+    typed = Genotype.from_json(
+        genotype, f"{p} (genotype metadata)", allow_empty=recipe.model.head != "cnf"
+    )
+    return Checkpoint(p, tensors, metadata, recipe, typed)
 
 
 def build_from_checkpoint(ckpt: Checkpoint | str | Path, device: torch.device | str = "cpu"):

@@ -373,11 +373,6 @@ def fault_point(info: DistInfo, epoch: int, step: int) -> None:
     raise RuntimeError(f"injected fault at {where}")
 
 
-def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         value = value.clone()

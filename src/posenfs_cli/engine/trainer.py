@@ -41,7 +41,7 @@ from torch.utils.data import DistributedSampler, Subset
 
 from posenfs_cli.config import Recipe, validate_recipe
 from posenfs_cli.data.build import build_dataset, build_loader
-from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.device import maybe_compile, tune_backend
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.engine.checkpoint import (
@@ -71,6 +71,7 @@ from posenfs_cli.evaluation.evaluator import Predictions, predict, score
 from posenfs_cli.models.build import build_model
 from posenfs_cli.models.posenet import PoseNet
 from posenfs_cli.nas.genotype import (
+    Genotype,
     apply_genotype,
     check_genotype_layout,
     model_genotype,
@@ -90,7 +91,7 @@ class TrainOptions:
     device: torch.device
     dist: DistInfo = DistInfo()
     resume: bool = False
-    genotype: dict[str, Any] | None = None  # train: fixed architecture
+    genotype: Genotype | None = None  # train: fixed architecture
     from_checkpoint: Path | None = None  # train: architecture (and structure) of a checkpoint
     progress: bool = True
     console: Console | None = None
@@ -353,6 +354,10 @@ class Trainer:
                 )
             state["model"] = ckpt.tensors
             state["genotype"] = ckpt.genotype
+        else:
+            state["genotype"] = Genotype.from_json(
+                state.get("genotype"), f"{path} (genotype)", allow_empty=True
+            )
         return state
 
     def _resume(self, state: dict[str, Any]) -> None:
@@ -496,7 +501,7 @@ class Trainer:
             {
                 "epoch": epoch,
                 "model": state_tensors(self.model),
-                "genotype": model_genotype(self.model, self.recipe.data.keypoints),
+                "genotype": model_genotype(self.model, self.recipe.data.keypoints).to_json(),
                 "optim": self.strategy.state_dict(),
                 "rng": rng_state(),
                 "best": self.best,

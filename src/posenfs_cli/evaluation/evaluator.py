@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from posenfs_cli.data.codec import HeatmapCodec, model_heatmaps
-from posenfs_cli.data.keypoints import KeypointLayout
+from posenfs_cli.data.layouts import KeypointLayout
 from posenfs_cli.engine.loss import pose_loss
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.coco_eval import (

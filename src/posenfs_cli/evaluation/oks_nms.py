@@ -11,7 +11,6 @@ suppressed one, letting duplicates survive; this one does not.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -56,7 +55,7 @@ def compute_oks(
 
 
 def _score_order(scores: np.ndarray) -> np.ndarray:
-    """Indices by descending score; ties keep input order (stable), matching the oracle."""
+    """Indices by descending score; ties keep input order (stable), as the tests' oracle does."""
     return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
 
 
@@ -84,41 +83,4 @@ def oks_nms(
             break
         ovr = compute_oks(kpts[best], kpts[rest], areas[best], areas[rest], sigmas, vis_thr)
         order = rest[ovr <= threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
-def oks_nms_bruteforce(
-    kpts: np.ndarray,
-    scores: np.ndarray,
-    areas: np.ndarray,
-    threshold: float = 0.9,
-    sigmas: Sequence[float] | np.ndarray = COCO.sigmas,
-    vis_thr: float | None = None,
-) -> np.ndarray:
-    """Plain double-loop OKS-NMS with scalar maths: a test oracle only (slow, obvious)."""
-    kp = np.asarray(kpts, dtype=np.float64).tolist()
-    ar = np.asarray(areas, dtype=np.float64).reshape(-1).tolist()
-    sig = [float(s) for s in sigmas]
-
-    def oks(i: int, j: int) -> float:
-        total, count = 0.0, 0
-        for k, s in enumerate(sig):
-            (xi, yi, si), (xj, yj, sj) = kp[i][k][:3], kp[j][k][:3]
-            if vis_thr is not None and not (si > vis_thr and sj > vis_thr):
-                continue
-            e = ((xi - xj) ** 2 + (yi - yj) ** 2) / (2 * s) ** 2 / ((ar[i] + ar[j]) / 2 + EPS) / 2
-            total += math.exp(-e)
-            count += 1
-        return total / count if count else 0.0
-
-    order = sorted(range(len(kp)), key=lambda i: (-float(scores[i]), i))
-    suppressed = [False] * len(kp)
-    keep = []
-    for a, i in enumerate(order):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        for j in order[a + 1 :]:
-            if not suppressed[j] and oks(i, j) > threshold:
-                suppressed[j] = True
     return np.asarray(keep, dtype=np.int64)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from posenfs_cli.data.keypoints import KeypointLayout
+from posenfs_cli.data.layouts import KeypointLayout
 from posenfs_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.fold import fold_for_inference

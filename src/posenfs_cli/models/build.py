@@ -7,7 +7,7 @@ from typing import cast
 from torch import nn
 
 from posenfs_cli.config import HEADS, ModelConfig, Recipe
-from posenfs_cli.data.keypoints import KeypointLayout, get_layout
+from posenfs_cli.data.layouts import KeypointLayout, get_layout
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.backbones import build_backbone
 from posenfs_cli.models.backbones.fabric import FabricBackbone

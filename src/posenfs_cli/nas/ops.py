@@ -32,10 +32,6 @@ def register_op(name: str, factory: OpFactory) -> None:
     _OPS[name] = factory
 
 
-def op_names() -> list[str]:
-    return list(_OPS)
-
-
 def check_ops(names: list[str], where: str = "ops") -> None:
     if not names:
         raise PosenfsError(f"{where}: the op set is empty")

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from posenfs_cli.config import Recipe
-from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.nas.cell import SLOT_NAMES, Cell, MixedEdge
 from posenfs_cli.nas.fabric import CNF, CellKey, PruneSpec

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from posenfs_cli.config import ModelConfig, Recipe
-from posenfs_cli.data.keypoints import get_layout
+from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.nas.cell import SLOT_NAMES, num_edges
 from posenfs_cli.nas.fabric import CellKey, PruneSpec, cells_in_layer, slot_wiring

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from posenfs_cli.errors import PosenfsError
-from posenfs_cli.vis.fabric import INK, MUTED, grid_images, put_text, text_size
+from posenfs_cli.vis.primitives import INK, MUTED, make_grid, put_text, text_size
 
 DEFAULT_KEYS = ("train_loss", "val_loss", "pckh", "alpha_entropy", "beta_entropy")
 METRICS_FILE = "metrics.jsonl"
@@ -212,6 +212,8 @@ def plot_curves(
         raise PosenfsError(
             f"none of {', '.join(keys)} has values in these runs (they have: {', '.join(found)})"
         )
-    body = grid_images(panels, min(cols, len(panels)), gap=8)
+    body = make_grid(
+        panels, min(cols, len(panels)), pad=8, pad_value=255, uniform=False, border=False
+    )
     legend = _legend([label for label, _ in runs], body.shape[1])
     return np.concatenate([legend, body], 0)

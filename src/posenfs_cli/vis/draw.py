@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from posenfs_cli.data.layouts import KeypointLayout
+from posenfs_cli.vis.primitives import make_grid
 
 _SHIFT = 4
 _ONE = 1 << _SHIFT
@@ -73,29 +74,6 @@ def put_label(img_bgr: np.ndarray, text: str, scale: float = 0.4) -> np.ndarray:
         out, text, (2, h + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
     )
     return out
-
-
-def make_grid(
-    images: Sequence[np.ndarray], ncols: int, pad: int = 2, pad_value: int = 32
-) -> np.ndarray:
-    """Tile same-channel images into a grid (cells sized to the largest image, top-left)."""
-    if not images:
-        raise ValueError("make_grid needs at least one image")
-    ncols = max(1, min(int(ncols), len(images)))
-    nrows = (len(images) + ncols - 1) // ncols
-    h = max(im.shape[0] for im in images)
-    w = max(im.shape[1] for im in images)
-    c = images[0].shape[2] if images[0].ndim == 3 else 1
-    grid = np.full(
-        (nrows * h + (nrows + 1) * pad, ncols * w + (ncols + 1) * pad, c),
-        pad_value,
-        dtype=np.uint8,
-    )
-    for i, im in enumerate(images):
-        r, col = divmod(i, ncols)
-        y, x = pad + r * (h + pad), pad + col * (w + pad)
-        grid[y : y + im.shape[0], x : x + im.shape[1]] = im.reshape(im.shape[0], im.shape[1], c)
-    return grid if c != 1 else grid[:, :, 0]
 
 
 def draw_instances(

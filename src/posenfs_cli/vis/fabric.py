@@ -10,18 +10,27 @@ table below gives the full α. Pruned cells and slots are grey and dashed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
 from posenfs_cli.errors import PosenfsError
+from posenfs_cli.nas.genotype import CnfGenotype, Genotype
+from posenfs_cli.vis.primitives import (
+    INK,
+    MUTED,
+    WHITE,
+    Image,
+    Point,
+    dashed_polyline,
+    dashed_rect,
+    make_grid,
+    put_text,
+    text_size,
+    wrap,
+)
 
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-WHITE = (255, 255, 255)
-INK = (40, 40, 40)
-MUTED = (120, 120, 120)
 GREY = (185, 185, 185)
 PALE = (238, 238, 238)
 SLOT_COLORS = {"same": (200, 120, 30), "finer": (60, 150, 50), "coarser": (30, 130, 230)}
@@ -40,102 +49,6 @@ OP_SHORT = {
     "max_pool_3x3": "max3",
 }
 
-Image = np.ndarray
-Point = tuple[int, int]
-
-
-# --- small drawing helpers (also used by vis.curves) -------------------------------------------
-
-
-def text_size(text: str, scale: float = 0.5, thickness: int = 1) -> tuple[int, int]:
-    (w, h), _ = cv2.getTextSize(text, FONT, scale, thickness)
-    return w, h
-
-
-def put_text(
-    img: Image,
-    text: str,
-    org: Point,
-    scale: float = 0.5,
-    color: tuple[int, int, int] = INK,
-    thickness: int = 1,
-    anchor: str = "left",
-    box: tuple[int, int, int] | None = None,
-) -> int:
-    """Text with its baseline at ``org`` (x per ``anchor``: left/center/right); returns width."""
-    w, h = text_size(text, scale, thickness)
-    x, y = org
-    if anchor == "center":
-        x -= w // 2
-    elif anchor == "right":
-        x -= w
-    if box is not None:
-        cv2.rectangle(img, (x - 2, y - h - 3), (x + w + 2, y + 4), box, -1)
-    cv2.putText(img, text, (int(x), int(y)), FONT, scale, color, thickness, cv2.LINE_AA)
-    return w
-
-
-def dashed_polyline(
-    img: Image, pts: np.ndarray, color: tuple[int, int, int], thickness: int = 1, dash: int = 7
-) -> None:
-    """A dashed line through ``pts`` (N×2 floats): dash, gap, dash ... by arc length."""
-    seg = np.diff(pts, axis=0)
-    lengths = np.hypot(seg[:, 0], seg[:, 1])
-    arc = np.concatenate([[0.0], np.cumsum(lengths)])
-    if arc[-1] <= 0:
-        return
-    for start in np.arange(0.0, arc[-1], 2 * dash):
-        ts = np.linspace(start, min(start + dash, arc[-1]), 4)
-        xs = np.interp(ts, arc, pts[:, 0])
-        ys = np.interp(ts, arc, pts[:, 1])
-        piece = np.stack([xs, ys], 1).round().astype(np.int32)
-        cv2.polylines(img, [piece], False, color, thickness, cv2.LINE_AA)
-
-
-def dashed_rect(img: Image, p0: Point, p1: Point, color: tuple[int, int, int], t: int = 1) -> None:
-    (x0, y0), (x1, y1) = p0, p1
-    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float64)
-    dashed_polyline(img, corners, color, t, dash=6)
-
-
-def wrap(text: str, width_px: int, scale: float = 0.5) -> list[str]:
-    """Greedy word wrap to ``width_px`` at font ``scale``."""
-    lines: list[str] = []
-    line = ""
-    for word in text.split(" "):
-        cand = f"{line} {word}".strip()
-        if line and text_size(cand, scale)[0] > width_px:
-            lines.append(line)
-            line = word
-        else:
-            line = cand
-    if line:
-        lines.append(line)
-    return lines
-
-
-def pad_to(img: Image, h: int, w: int) -> Image:
-    out = np.full((h, w, 3), 255, np.uint8)
-    out[: img.shape[0], : img.shape[1]] = img
-    return out
-
-
-def grid_images(tiles: Sequence[Image], cols: int, gap: int = 16) -> Image:
-    """Tiles of different sizes in rows of ``cols``, each row as tall as its tallest tile."""
-    rows = [list(tiles[i : i + cols]) for i in range(0, len(tiles), cols)]
-    col_w = [max(r[c].shape[1] for r in rows if c < len(r)) for c in range(min(cols, len(tiles)))]
-    strips = []
-    for r in rows:
-        h = max(t.shape[0] for t in r)
-        parts = []
-        for c, t in enumerate(r):
-            parts.append(pad_to(t, h, col_w[c]))
-            parts.append(np.full((h, gap, 3), 255, np.uint8))
-        strip = np.concatenate(parts[:-1], 1)
-        strips.append(pad_to(strip, h, sum(col_w) + gap * (len(col_w) - 1)))
-        strips.append(np.full((gap, strips[-1].shape[1], 3), 255, np.uint8))
-    return np.concatenate(strips[:-1], 0)
-
 
 def short_op(name: str) -> str:
     return OP_SHORT.get(name, name.replace("_conv", "").replace("_3x3", "3")[:8])
@@ -145,11 +58,10 @@ def short_op(name: str) -> str:
 
 
 def _check_cnf(g: Any) -> None:
-    keys = ("name", "ops", "edges", "alpha", "cells", "structure")
-    if not isinstance(g, dict) or any(k not in g for k in keys):
+    if not isinstance(g, CnfGenotype):
         raise PosenfsError(
-            "draw_fabric needs one CNF entry of a genotype (a dict with "
-            f"{', '.join(keys)}); pass genotype['cnfs'][i]"
+            f"draw_fabric needs one CNF entry of a genotype, not a {type(g).__name__}; "
+            "pass genotype.cnfs[i]"
         )
 
 
@@ -169,13 +81,13 @@ def _blend(img: Image, draw, opacity: float) -> None:
     cv2.addWeighted(overlay, opacity, img, 1.0 - opacity, 0, dst=img)
 
 
-def _alpha_lines(g: dict[str, Any], max_px: int, scale: float = 0.43) -> list[str]:
+def _alpha_lines(g: CnfGenotype, max_px: int, scale: float = 0.43) -> list[str]:
     """The strongest op(s) per edge, as many as fit in ``max_px``, shown inside every cell."""
-    weights = np.asarray(g["alpha"]["weights"], dtype=np.float64)
-    pruned = set(g.get("pruned", {}).get("ops", []))
-    ops = g["ops"]
+    weights = np.asarray(g.alpha.weights, dtype=np.float64)
+    pruned = set(g.pruned.ops)
+    ops = g.ops
     lines = []
-    for e, (a, b) in enumerate(g["edges"]):
+    for e, (a, b) in enumerate(g.edges):
         order = [o for o in np.argsort(-weights[e], kind="stable") if ops[o] not in pruned]
         for n in range(min(3, len(order)), 0, -1):
             txt = "  ".join(f"{short_op(ops[o])} {weights[e, o]:.2f}" for o in order[:n])
@@ -186,15 +98,15 @@ def _alpha_lines(g: dict[str, Any], max_px: int, scale: float = 0.43) -> list[st
     return lines
 
 
-def draw_fabric(cnf_genotype: dict[str, Any], title: str | None = None) -> Image:
+def draw_fabric(cnf_genotype: CnfGenotype, title: str | None = None) -> Image:
     """One CNF of a genotype as a BGR uint8 image (see the module docstring for the encoding)."""
     g = cnf_genotype
     _check_cnf(g)
-    st = g["structure"]
-    first, last, in_width = st["first_layer"], st["last_layer"], st["in_width"]
+    st = g.structure
+    first, last, in_width = st.first_layer, st.last_layer, st.in_width
     layers = list(range(first, last))
-    cells = {(c["layer"], c["scale"]): c for c in g["cells"]}
-    n_rows = max([in_width] + [c["scale"] + 1 for c in g["cells"]])
+    cells = {c.key: c for c in g.cells}
+    n_rows = max([in_width] + [c.scale + 1 for c in g.cells])
     box_w, line_h = 236, 19
     lines = _alpha_lines(g, box_w - 16)
     box_h = max(96, 30 + line_h * len(lines) + 6)  # ports >= 24 px apart for the labels
@@ -203,20 +115,18 @@ def draw_fabric(cnf_genotype: dict[str, Any], title: str | None = None) -> Image
     left = 64
 
     # title block
-    head: list[tuple[str, float, tuple[int, int, int], int]] = [
-        (title or f"{g['name']}", 0.85, INK, 2)
-    ]
+    head: list[tuple[str, float, tuple[int, int, int], int]] = [(title or g.name, 0.85, INK, 2)]
     grid_w = left + in_w + 120 + col_w * (len(layers) - 1) + box_w + 16
-    kps = g.get("keypoints")
+    kps = g.keypoints
     if kps:
         for ln in wrap("keypoints: " + ", ".join(kps), grid_w - 40, 0.52):
             head.append((ln, 0.52, INK, 1))
-    n_pruned = sum(1 for c in g["cells"] if c.get("pruned"))
+    n_pruned = sum(1 for c in g.cells if c.pruned)
     head.append(
         (
-            f"layers {first}-{last - 1} of {st['total_layers']}   C={st['channels']}   "
-            f"H={st['hidden']}   {len(g['cells'])} cells ({n_pruned} pruned)   "
-            f"ops: {', '.join(short_op(o) for o in g['ops'])}",
+            f"layers {first}-{last - 1} of {st.total_layers}   C={st.channels}   "
+            f"H={st.hidden}   {len(g.cells)} cells ({n_pruned} pruned)   "
+            f"ops: {', '.join(short_op(o) for o in g.ops)}",
             0.48,
             MUTED,
             1,
@@ -226,11 +136,11 @@ def draw_fabric(cnf_genotype: dict[str, Any], title: str | None = None) -> Image
     grid_top = 14 + sum(steps) + 40
     grid_h = n_rows * row_h
 
-    table_rows = len(g["edges"]) + 1
+    table_rows = len(g.edges) + 1
     table_h = 34 + table_rows * 24 + 16
     legend_h = 5 * 22 + 10
     height = grid_top + grid_h + max(table_h, legend_h) + 20
-    width = max(grid_w + 20, 20 + 110 + 74 * len(g["ops"]) + 60 + 330)
+    width = max(grid_w + 20, 20 + 110 + 74 * len(g.ops) + 60 + 330)
     img = np.full((height, width, 3), 255, np.uint8)
 
     y = 14
@@ -260,29 +170,29 @@ def draw_fabric(cnf_genotype: dict[str, Any], title: str | None = None) -> Image
     # which inputs the first layer still reads
     used_inputs = set()
     for key, c in cells.items():
-        if key[0] == first and not c.get("pruned"):
-            for inp in c["inputs"]:
-                if inp["slot"] not in c.get("pruned_inputs", []):
-                    used_inputs.add(_src_index(inp["from"]))
+        if key[0] == first and not c.pruned:
+            for inp in c.inputs:
+                if inp.slot not in c.pruned_inputs:
+                    used_inputs.add(_src_index(inp.source))
 
     # edges, weakest first so strong ones end on top
     strokes = []
     for key, c in cells.items():
         j, s = key
         cx, cy = cell_pos(key)
-        weights = (c.get("beta") or {}).get("weights") or [0.0, 0.0, 0.0]
-        for k, inp in enumerate(c["inputs"]):
-            src = _src_index(inp["from"])
+        weights = c.beta.weights if c.beta is not None else (0.0, 0.0, 0.0)
+        for k, inp in enumerate(c.inputs):
+            src = _src_index(inp.source)
             if j == first:
                 sx, sy = in_pos(src)
                 p0 = (sx + in_w, sy + in_h // 2)
             else:
                 sx, sy = cell_pos((j - 1, src))
                 p0 = (sx + box_w, sy + box_h // 2)
-            port = {"finer": 0.25, "same": 0.5, "coarser": 0.75}[inp["slot"]]
+            port = {"finer": 0.25, "same": 0.5, "coarser": 0.75}[inp.slot]
             p3 = (cx, cy + int(box_h * port))
-            dead = bool(c.get("pruned")) or inp["slot"] in c.get("pruned_inputs", [])
-            strokes.append((0.0 if dead else float(weights[k]), dead, inp["slot"], p0, p3))
+            dead = c.pruned or inp.slot in c.pruned_inputs
+            strokes.append((0.0 if dead else float(weights[k]), dead, inp.slot, p0, p3))
     strokes.sort(key=lambda t: (not t[1], t[0]))
     labels = []
     for w, dead, slot, p0, p3 in strokes:
@@ -322,7 +232,7 @@ def draw_fabric(cnf_genotype: dict[str, Any], title: str | None = None) -> Image
         x, y0 = cell_pos(key)
         p1 = (x + box_w, y0 + box_h)
         label = f"cell {key[0]},{key[1]}  ({SCALE_NAMES[key[1]]})"
-        if c.get("pruned"):
+        if c.pruned:
             cv2.rectangle(img, (x, y0), p1, (246, 246, 246), -1)
             dashed_rect(img, (x, y0), p1, MUTED, 1)
             put_text(img, label, (x + 8, y0 + 20), 0.5, GREY, 1)
@@ -338,7 +248,7 @@ def draw_fabric(cnf_genotype: dict[str, Any], title: str | None = None) -> Image
             put_text(img, ln, (x + 8, y0 + 20 + line_h * (i + 1)), 0.43, (70, 70, 70), 1)
 
     _draw_alpha_table(img, g, 20, grid_top + grid_h + 6)
-    lx = 20 + 110 + 74 * len(g["ops"]) + 50
+    lx = 20 + 110 + 74 * len(g.ops) + 50
     _draw_legend(img, (lx, grid_top + grid_h + 30))
     return img
 
@@ -351,23 +261,23 @@ def _src_index(source: str) -> int:
     return int(inner.split(",")[-1])
 
 
-def _draw_alpha_table(img: Image, g: dict[str, Any], x0: int, y0: int) -> None:
-    weights = np.asarray(g["alpha"]["weights"], dtype=np.float64)
-    pruned = set(g.get("pruned", {}).get("ops", []))
+def _draw_alpha_table(img: Image, g: CnfGenotype, x0: int, y0: int) -> None:
+    weights = np.asarray(g.alpha.weights, dtype=np.float64)
+    pruned = set(g.pruned.ops)
     cw, ch, first_w = 74, 24, 110
     put_text(img, "alpha: op weights per edge (shared by all cells)", (x0, y0 + 18), 0.5, INK, 1)
     y = y0 + 30
-    for o, op in enumerate(g["ops"]):
+    for o, op in enumerate(g.ops):
         cx = x0 + first_w + o * cw + cw // 2
         col = GREY if op in pruned else INK
         put_text(
             img, short_op(op) + ("*" if op in pruned else ""), (cx, y + 16), 0.45, col, 1, "center"
         )
-    for e, (a, b) in enumerate(g["edges"]):
+    for e, (a, b) in enumerate(g.edges):
         ry = y + ch * (e + 1)
         put_text(img, f"{a} -> {b}", (x0 + 4, ry + 17), 0.45, INK, 1)
         best = int(np.argmax(weights[e]))
-        for o in range(len(g["ops"])):
+        for o in range(len(g.ops)):
             w = float(weights[e, o])
             cx = x0 + first_w + o * cw
             shade = np.array(WHITE, float) * (1 - w) + np.array((190, 110, 40), float) * w
@@ -384,7 +294,7 @@ def _draw_alpha_table(img: Image, g: dict[str, Any], x0: int, y0: int) -> None:
                 "center",
             )
     if pruned:
-        ry = y + ch * (len(g["edges"]) + 1) + 16
+        ry = y + ch * (len(g.edges) + 1) + 16
         put_text(img, "* pruned op (removed from every cell)", (x0, ry), 0.42, MUTED, 1)
 
 
@@ -400,20 +310,20 @@ def _draw_legend(img: Image, org: Point) -> None:
     put_text(img, "line width & opacity = beta weight", (x, yy + 22), 0.45, MUTED, 1)
 
 
-def draw_overview(genotype: dict[str, Any], cols: int | None = None) -> Image:
+def draw_overview(genotype: Genotype, cols: int | None = None) -> Image:
     """Every CNF of a genotype in a grid (backbone first, then the parts), with a title."""
-    cnfs = genotype.get("cnfs") if isinstance(genotype, dict) else None
-    if isinstance(cnfs, list) and not cnfs:
+    if not isinstance(genotype, Genotype):
+        raise PosenfsError(f"draw_overview needs a Genotype, not a {type(genotype).__name__}")
+    cnfs = genotype.cnfs
+    if not cnfs:
         raise PosenfsError(
             "this genotype has no CNF to draw (a baseline head: model.head=branchnet or deconv)"
         )
-    if not cnfs:
-        raise PosenfsError("not a posenfs genotype (no 'cnfs' list)")
     tiles = [draw_fabric(c) for c in cnfs]
     cols = cols or (1 if len(tiles) == 1 else 2)
-    body = grid_images(tiles, cols, gap=24)
-    layout = genotype.get("keypoint_layout") or "?"
-    names = ", ".join(c["name"] for c in cnfs)
+    body = make_grid(tiles, cols, pad=24, pad_value=255, uniform=False, border=False)
+    layout = genotype.keypoint_layout or "?"
+    names = ", ".join(c.name for c in cnfs)
     bar = np.full((50, body.shape[1], 3), 255, np.uint8)
     put_text(
         bar, f"genotype: {len(cnfs)} CNFs ({names}), {layout} keypoints", (16, 34), 0.8, INK, 2
@@ -424,15 +334,15 @@ def draw_overview(genotype: dict[str, Any], cols: int | None = None) -> Image:
 # --- genotype difference ---------------------------------------------------------------------
 
 
-def _entries(g: Any, which: str) -> dict[str, dict[str, Any]]:
-    if not isinstance(g, dict) or not str(g.get("format", "")).startswith("posenfs-genotype/"):
-        raise PosenfsError(f"genotype {which} is not a posenfs genotype (no 'format' key)")
-    return {c["name"]: c for c in g["cnfs"]}
+def _entries(g: Any, which: str) -> dict[str, CnfGenotype]:
+    if not isinstance(g, Genotype):
+        raise PosenfsError(f"genotype {which} is not a posenfs genotype ({type(g).__name__})")
+    return {c.name: c for c in g.cnfs}
 
 
 def genotype_diff(
-    a: dict[str, Any],
-    b: dict[str, Any],
+    a: Genotype,
+    b: Genotype,
     top: int = 20,
     labels: tuple[str, str] = ("A", "B"),
 ) -> tuple[list[dict[str, Any]], Image]:
@@ -448,34 +358,28 @@ def genotype_diff(
         )
     rows: list[dict[str, Any]] = []
     for name in ea:
-        ga, gb = ea[name], eb[name]
+        ja, jb = ea[name].to_json(), eb[name].to_json()
         for key in ("ops", "edges", "structure"):
-            if ga.get(key) != gb.get(key):
+            if ja[key] != jb[key]:
                 raise PosenfsError(
-                    f"CNF {name!r}: {key} differ ({labels[0]} {ga.get(key)}, "
-                    f"{labels[1]} {gb.get(key)}); not the same model structure"
+                    f"CNF {name!r}: {key} differ ({labels[0]} {ja[key]}, "
+                    f"{labels[1]} {jb[key]}); not the same model structure"
                 )
-        wa = np.asarray(ga["alpha"]["weights"], np.float64)
-        wb = np.asarray(gb["alpha"]["weights"], np.float64)
-        for e, (s, t) in enumerate(ga["edges"]):
-            for o, op in enumerate(ga["ops"]):
+        ga, gb = ea[name], eb[name]
+        wa = np.asarray(ga.alpha.weights, np.float64)
+        wb = np.asarray(gb.alpha.weights, np.float64)
+        for e, (s, t) in enumerate(ga.edges):
+            for o, op in enumerate(ga.ops):
                 rows.append(_row(name, "alpha", f"{s}->{t}", op, wa[e, o], wb[e, o]))
-        cb = {(c["layer"], c["scale"]): c for c in gb["cells"]}
-        for ca in ga["cells"]:
-            other = cb.get((ca["layer"], ca["scale"]))
-            if other is None or not ca.get("beta") or not other.get("beta"):
+        cb = {c.key: c for c in gb.cells}
+        for ca in ga.cells:
+            other = cb.get(ca.key)
+            if other is None or ca.beta is None or other.beta is None:
                 continue
-            where = f"cell {ca['layer']},{ca['scale']}"
-            for k, inp in enumerate(ca["inputs"]):
+            where = f"cell {ca.layer},{ca.scale}"
+            for k, inp in enumerate(ca.inputs):
                 rows.append(
-                    _row(
-                        name,
-                        "beta",
-                        where,
-                        inp["slot"],
-                        ca["beta"]["weights"][k],
-                        other["beta"]["weights"][k],
-                    )
+                    _row(name, "beta", where, inp.slot, ca.beta.weights[k], other.beta.weights[k])
                 )
     rows.sort(key=lambda r: -abs(r["delta"]))
     return rows, draw_diff_bars(rows[: max(1, top)], labels)

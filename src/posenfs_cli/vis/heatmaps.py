@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from posenfs_cli.data.codec import HeatmapCodec
-from posenfs_cli.data.keypoints import KeypointLayout
+from posenfs_cli.data.layouts import KeypointLayout
 from posenfs_cli.vis.draw import draw_skeleton, make_grid, put_label
 
 if TYPE_CHECKING:
