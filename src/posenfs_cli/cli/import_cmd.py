@@ -79,8 +79,8 @@ def _import(
     if recipe_name is not None:
         if config is not None:
             raise PosenfsError("give --official-config or --recipe, not both")
-        from posenfs_cli.cli.train_common import resolve_recipe_path
         from posenfs_cli.config import load_recipe
+        from posenfs_cli.engine.train_run import resolve_recipe_path
 
         recipe = load_recipe(resolve_recipe_path(recipe_name))
     size = parse_size(input_size)

@@ -110,7 +110,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def _resolve_path(text: str) -> Path:
     # The one place recipes are looked up by name (shared with `posenfs search/train`).
-    from posenfs_cli.cli.train_common import resolve_recipe_path
+    from posenfs_cli.engine.train_run import resolve_recipe_path
 
     return resolve_recipe_path(text)
 
