@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from posenfs_cli.engine.evaluate import EvalJob, EvalResult
 from posenfs_cli.engine.profile_run import ProfileJob
@@ -45,12 +45,12 @@ PathLike = str | Path
 
 def _options(cls: type[T], given: T | None, kwargs: dict[str, Any]) -> T:
     """``given`` (or the defaults) with ``kwargs`` replacing fields; unknown names are errors."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    base: Any = given if given is not None else cls()  # an options dataclass
+    names = {f.name for f in dataclasses.fields(base)}
     unknown = sorted(set(kwargs) - names)
     if unknown:
         raise TypeError(f"unknown option {unknown[0]!r} for {cls.__name__}")
-    base = given if given is not None else cls()
-    return dataclasses.replace(base, **kwargs)  # type: ignore[type-var]
+    return cast(T, dataclasses.replace(base, **kwargs))
 
 
 def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
