@@ -2,12 +2,14 @@
 
 A recipe is one YAML file with the sections ``model``, ``data``, ``train`` and ``eval`` (and an
 optional ``paper`` block with the numbers the paper reports). Every field has a default, so a
-recipe only states what differs. Overrides use dotted paths (``train.lr=3e-4``) and are parsed
-as YAML scalars, so ``model.ops=[skip,sep_conv_3x3]`` works too.
+recipe only states what differs. Overrides use dotted paths. The user's own ``--set train.lr=3e-4``
+strings are parsed as YAML scalars (so ``model.ops=[skip,sep_conv_3x3]`` works); typed options
+from the CLI or the Python API go through :func:`set_values` and are never re-parsed.
 """
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -357,9 +359,20 @@ def _is_free_dict(path: list[str]) -> bool:
 
 
 def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
+    """Apply ``key.path=value`` strings typed by a user (values parsed as YAML)."""
     for text in overrides:
         path, value = parse_override(text)
         recipe = set_path(recipe, path, value)
+    return recipe
+
+
+def set_values(recipe: Recipe, values: dict[str, Any]) -> Recipe:
+    """Set already-typed values by dotted key (type-checked, never re-parsed from text).
+
+    ``--amp off`` must stay the string "off"; YAML would read it as ``False``.
+    """
+    for key, value in values.items():
+        recipe = set_path(recipe, key.split("."), value)
     return recipe
 
 
@@ -404,13 +417,29 @@ _PROBABILITIES: tuple[tuple[str, Callable[[Recipe], float]], ...] = (
 )
 
 
-def validate_recipe(recipe: Recipe) -> Recipe:
-    """Reject values no run can use (``--lr -1``, ``data.sigma=0`` ...) with one clear line.
+INPUT_STRIDE = 32  # the coarsest backbone feature map is input / 32; the heads fuse all levels
 
-    Called before any folder is created or worker started, so a typo costs nothing.
+
+def check_input_size(size: Any, key: str = "data.input_size") -> tuple[int, int]:
+    """The one input-size rule: [height, width], both multiples of the backbone's stride 32.
+
+    Other sizes leave pyramid levels that do not halve evenly, and the fusion fails with a raw
+    shape error deep in the network (100x100: 25 vs 26).
     """
-    import math
+    ok = (
+        isinstance(size, list | tuple)
+        and len(size) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in size)
+    )
+    if not ok or min(size) < INPUT_STRIDE or any(s % INPUT_STRIDE for s in size):
+        raise ConfigError(
+            f"{key} must be [height, width], both multiples of {INPUT_STRIDE} "
+            f"(>= {INPUT_STRIDE}), got {list(size) if isinstance(size, tuple) else size}"
+        )
+    return int(size[0]), int(size[1])
 
+
+def _check_numbers(recipe: Recipe) -> None:
     rules: dict[str, tuple[str, Callable[[float], bool]]] = {
         ">0": ("a finite number > 0", lambda v: v > 0),
         ">=0": ("a finite number >= 0", lambda v: v >= 0),
@@ -428,7 +457,23 @@ def validate_recipe(recipe: Recipe) -> Recipe:
             raise _bad(key, v, "in [0, 1]")
     if any(not isinstance(s, int) or s < 0 for s in recipe.train.lr_steps):
         raise _bad("train.lr_steps", recipe.train.lr_steps, "a list of epochs >= 0")
+
+
+def validate(recipe: Recipe) -> Recipe:
+    """Every rule a run's recipe must pass (numbers, input size, keypoint layout, model
+    structure, ops, part groups), checked once, before any folder or worker exists, so a typo
+    costs nothing and reads as one line instead of a shape error deep in the network."""
+    from posenfs_cli.data.layouts import get_layout
+    from posenfs_cli.models.build import part_groups, validate_model_config
+
+    _check_numbers(recipe)
+    check_input_size(recipe.data.input_size)
+    validate_model_config(recipe.model)
+    part_groups(recipe.model, get_layout(recipe.data.keypoints))
     return recipe
+
+
+validate_recipe = validate  # the name engine/ and older callers use
 
 
 def parse_input_size(text: str) -> list[int]:
@@ -440,7 +485,7 @@ def parse_input_size(text: str) -> list[int]:
         raise ConfigError(f"input size {text!r} must be N or HxW, e.g. 256 or 384x288") from exc
     if len(nums) == 1:
         nums = nums * 2
-    if len(nums) != 2 or min(nums) < 32 or any(n % 32 for n in nums):
+    if len(nums) != 2 or min(nums) < INPUT_STRIDE or any(n % INPUT_STRIDE for n in nums):
         raise ConfigError(f"input size {text!r} must be N or HxW with multiples of 32 (>= 32)")
     return nums
 
@@ -459,6 +504,7 @@ __all__ = [
     "SyntheticConfig",
     "TrainConfig",
     "apply_overrides",
+    "check_input_size",
     "find_recipe",
     "load_recipe",
     "parse_input_size",
@@ -466,5 +512,7 @@ __all__ = [
     "recipe_names",
     "recipe_to_yaml",
     "recipes_dir",
+    "set_values",
+    "validate",
     "validate_recipe",
 ]

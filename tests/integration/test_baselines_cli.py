@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from posenfs_cli.cli.app import app
-from posenfs_cli.cli.train_common import resolve_recipe_path
+from posenfs_cli.engine.train_run import resolve_recipe_path
 
 runner = CliRunner()
 

@@ -7,9 +7,9 @@ from typer.testing import CliRunner
 
 from posenfs_cli import __version__
 from posenfs_cli.cli.app import app
-from posenfs_cli.cli.completions import FILENAMES, SHELLS, render
 from posenfs_cli.device import select_device
 from posenfs_cli.errors import PosenfsError
+from posenfs_cli.shell_completion import FILENAMES, SHELLS, render
 from tests.conftest import REPO
 
 runner = CliRunner()

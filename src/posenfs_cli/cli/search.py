@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from posenfs_cli.cli import train_common as tc
-from posenfs_cli.cli.common import user_errors
 
 
 def search_command(
@@ -54,45 +53,7 @@ def search_command(
       posenfs search --resume runs/search/exp
       torchrun --nproc_per_node 4 -m posenfs_cli search --recipe mpii/hrnet_p5_h1_c16_256
     """
-    _search(
-        ctx,
-        recipe,
-        dict(
-            strategy=strategy,
-            dataset=dataset,
-            data_root=data_root,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            arch_lr=arch_lr,
-            arch_lr_decay=arch_lr_decay,
-            input_size=input_size,
-            parts=parts,
-            backbone=backbone,
-            pretrained=pretrained,
-            workers=workers,
-            seed=seed,
-            val_every=val_every,
-            grad_clip=grad_clip,
-            amp=amp,
-            compile=compile,
-        ),
-        sets,
-        name,
-        project,
-        exist_ok,
-        resume,
-        device,
-        progress,
-    )
-
-
-@user_errors
-def _search(ctx, recipe, flags, sets, name, project, exist_ok, resume, device, progress) -> None:
-    rec = None
-    if resume is None:
-        rec = tc.build_recipe(recipe, flags, sets)
-    tc.run_training(ctx, "search", rec, resume, name, project, exist_ok, device, progress)
+    tc.launch(ctx, "search", locals())
 
 
 def register(app: typer.Typer) -> None:

@@ -7,8 +7,6 @@ from pathlib import Path
 import typer
 
 from posenfs_cli.cli import train_common as tc
-from posenfs_cli.cli.common import user_errors
-from posenfs_cli.errors import PosenfsError
 
 
 def train_command(
@@ -49,65 +47,8 @@ def train_command(
       posenfs train --genotype runs/search/exp/genotypes/epoch_010.json
       posenfs train --from runs/search/exp/best.pruned.safetensors --epochs 50
     """
-    _train(
-        ctx,
-        recipe,
-        genotype,
-        from_ckpt,
-        dict(
-            dataset=dataset,
-            data_root=data_root,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            input_size=input_size,
-            parts=parts,
-            backbone=backbone,
-            pretrained=pretrained,
-            workers=workers,
-            seed=seed,
-            val_every=val_every,
-            grad_clip=grad_clip,
-            amp=amp,
-            compile=compile,
-        ),
-        sets,
-        name,
-        project,
-        exist_ok,
-        resume,
-        device,
-        progress,
-    )
-
-
-@user_errors
-def _train(
-    ctx, recipe, genotype, from_ckpt, flags, sets, name, project, exist_ok, resume, device, progress
-) -> None:
-    from posenfs_cli.nas.genotype import load_genotype
-
-    if genotype is not None and from_ckpt is not None:
-        raise PosenfsError("give --genotype or --from, not both")
-    geno = load_genotype(genotype) if genotype is not None else None
-    rec = None
-    if resume is None:
-        rec = tc.build_recipe(recipe, flags, sets)
-    elif geno is not None or from_ckpt is not None:
-        raise PosenfsError("--resume continues a run as it was; drop --genotype/--from")
-    tc.run_training(
-        ctx,
-        "train",
-        rec,
-        resume,
-        name,
-        project,
-        exist_ok,
-        device,
-        progress,
-        genotype=geno,
-        from_checkpoint=from_ckpt,
-    )
+    params = locals()
+    tc.launch(ctx, "train", params, genotype=genotype, from_checkpoint=from_ckpt)
 
 
 def register(app: typer.Typer) -> None:

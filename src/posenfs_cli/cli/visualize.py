@@ -3,8 +3,6 @@ heatmaps and training curves). Subcommands register on ``visualize_app``."""
 
 from __future__ import annotations
 
-import math
-import warnings
 from pathlib import Path
 
 import typer
@@ -58,83 +56,22 @@ def dataset_command(
       posenfs visualize dataset --dataset coco --ann-file test_coco.json --image-dir imgs/
     """
     import cv2
-    import numpy as np
 
-    from posenfs_cli.config import DataConfig, SyntheticConfig, parse_input_size
-    from posenfs_cli.data.build import build_dataset
-    from posenfs_cli.data.transforms import denormalize_image
-    from posenfs_cli.vis.draw import draw_skeleton, make_grid, put_label
+    from posenfs_cli.vis.dataset_grid import GridOptions, dataset_grid
 
-    dataset = dataset.lower()
-    if dataset not in ("synthetic", "mpii", "coco"):
-        raise PosenfsError(f"--dataset must be synthetic, mpii or coco, got {dataset!r}")
-    if split not in ("train", "val"):
-        raise PosenfsError(f"--split must be train or val, got {split!r}")
-    if num < 1:
-        raise PosenfsError(f"--num must be >= 1, got {num}")
+    opts = GridOptions(dataset, data_root, keypoints, split, augment, num, input_size, seed, cols)
+    opts.check()
     check_image_out(out)
-    kp = (keypoints or ("mpii" if dataset == "synthetic" else dataset)).lower()
-    size = parse_input_size(input_size)
-    cfg = DataConfig(
-        dataset=dataset,
-        keypoints=kp,
-        root=str(data_root) if data_root is not None else None,
-        input_size=size,
-        synthetic=SyntheticConfig(train_images=num, val_images=num, seed=seed),
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if ann_file is not None:
-            ds = _from_files(dataset, ann_file, image_dir, cfg, augment)
-        else:
-            ds = build_dataset(cfg, split, train=augment)
-        if len(ds) == 0:
-            raise PosenfsError(f"the {split} split of {dataset} has no person records")
-        ds.seed = seed
-        rng = np.random.default_rng(seed)
-        pick = np.arange(len(ds)) if len(ds) <= num else np.sort(rng.choice(len(ds), num, False))
-        radius = max(2, round(min(size) / 85))
-        thick = max(1, round(min(size) / 128))
-        tiles = []
-        for i in pick:
-            s = ds.get_sample(int(i))
-            img = cv2.cvtColor(denormalize_image(s.image), cv2.COLOR_RGB2BGR)
-            img = draw_skeleton(
-                img, s.joints_input[:, :2], s.joints_input[:, 2], ds.layout, 0.5, radius, thick
-            )
-            flag = " F" if s.meta["flipped"] else ""
-            tiles.append(put_label(img, f"#{s.meta['index']}{flag}"))
-    for w in caught:
-        console.print(f"[yellow]warning:[/] {escape(str(w.message))}")
-    ncols = cols or math.ceil(math.sqrt(len(tiles)))
-    grid = make_grid(tiles, ncols)
+    grid = dataset_grid(opts, ann_file, image_dir)
+    for w in grid.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), grid):
+    if not cv2.imwrite(str(out), grid.image):
         raise PosenfsError(f"cannot write {out} (is the extension .png?)")
     console.print(
-        f"{len(tiles)} {'augmented' if augment else 'plain'} {split} samples of {ds.name} "
-        f"({ds.layout.name} layout, {size[0]}x{size[1]}) -> [bold]{escape(str(out))}[/]"
+        f"{grid.samples} {'augmented' if augment else 'plain'} {split} samples of {grid.name} "
+        f"({grid.layout} layout, {grid.size[0]}x{grid.size[1]}) -> [bold]{escape(str(out))}[/]"
     )
-
-
-def _from_files(dataset: str, ann_file: Path, image_dir: Path | None, cfg, augment: bool):
-    """A dataset from an explicit annotation file + image folder (e.g. shared samples)."""
-    from posenfs_cli.data.coco import COCODataset
-    from posenfs_cli.data.mpii import MPIIDataset
-
-    if image_dir is None:
-        raise PosenfsError("--ann-file needs --image-dir (the folder its images are in)")
-    common = {
-        "input_size": cfg.input_size,
-        "sigma": cfg.sigma,
-        "augment": cfg.augment,
-        "train": augment,
-    }
-    if dataset == "mpii":
-        return MPIIDataset.from_files(ann_file, image_dir, **common)
-    if dataset == "coco":
-        return COCODataset.from_files(ann_file, image_dir, **common)
-    raise PosenfsError("--ann-file works with --dataset mpii or coco")
 
 
 def register(app: typer.Typer) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from posenfs_cli.config import DataConfig
+from posenfs_cli.config import DataConfig, check_input_size
 from posenfs_cli.data.base import PoseDataset
 from posenfs_cli.data.coco import LAYOUT_HINT as COCO_HINT
 from posenfs_cli.data.coco import COCODataset, coco_from_dict
@@ -57,12 +57,7 @@ def dataset_layout(cfg: DataConfig) -> KeypointLayout:
 
 
 def _check_input_size(cfg: DataConfig) -> tuple[int, int]:
-    size = list(cfg.input_size)
-    if len(size) != 2 or min(size) < 16 or any(s % 4 for s in size):
-        raise PosenfsError(
-            f"data.input_size must be [height, width], multiples of 4 (>= 16), got {size}"
-        )
-    return int(size[0]), int(size[1])
+    return check_input_size(list(cfg.input_size))  # the one rule, shared with config.validate
 
 
 def synthetic_split(cfg: DataConfig, split: str) -> SynthSplit:

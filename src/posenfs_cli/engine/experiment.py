@@ -110,7 +110,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def _resolve_path(text: str) -> Path:
     # The one place recipes are looked up by name (shared with `posenfs search/train`).
-    from posenfs_cli.cli.train_common import resolve_recipe_path
+    from posenfs_cli.engine.train_run import resolve_recipe_path
 
     return resolve_recipe_path(text)
 
@@ -218,10 +218,9 @@ def experiment_from_args(
 
 
 def _normalise(rec: Recipe) -> Recipe:
-    # as `posenfs search/train` do: the dataset decides the keypoint layout
-    if rec.data.dataset in ("coco", "mpii") and rec.data.keypoints != rec.data.dataset:
-        rec = apply_overrides(rec, [f"data.keypoints={rec.data.dataset}"])
-    return rec
+    from posenfs_cli.engine.train_run import own_layout
+
+    return own_layout(rec)  # as `posenfs search/train` do
 
 
 def plan_runs(exp: Experiment) -> list[PlannedRun]:

@@ -165,7 +165,7 @@ def unreadable_count(preds: Predictions, dataset: Any = None) -> int:
 
 def uses_pckh(layout: KeypointLayout, preds: Predictions) -> bool:
     """PCKh needs MPII's 16 joints and head boxes (synthetic MPII-style data has them)."""
-    return layout.name == "mpii" and bool(np.any(preds.meta["headbox"][:, 2:] > 0))
+    return bool(layout.pckh_columns) and bool(np.any(preds.meta["headbox"][:, 2:] > 0))
 
 
 def score(
@@ -185,7 +185,9 @@ def score(
         return out
     if uses_pckh(layout, preds):
         joints = preds.meta["joints"]
-        res = compute_pckh(preds.coords, joints[..., :2], joints[..., 2] > 0, preds.meta["headbox"])
+        res = compute_pckh(
+            preds.coords, joints[..., :2], joints[..., 2] > 0, preds.meta["headbox"], layout=layout
+        )
         rows = dict(pckh_table_rows(res))
         out.update(
             {"main": "pckh", "pckh": res.mean, "pckh@0.1": res.mean_at(0.1), "pckh_columns": rows}

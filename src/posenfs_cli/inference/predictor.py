@@ -133,6 +133,11 @@ class Predictor:
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255.0
 
+    def normalize(self, crops: np.ndarray) -> torch.Tensor:
+        """uint8 crops [M, h, w, 3] -> the network's input [M, 3, h, w] on the device."""
+        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float()
+        return (x - self._mean) / self._std
+
     @classmethod
     def from_checkpoint(
         cls, path: str | Path, device: torch.device | str = "cpu", **kwargs: Any
