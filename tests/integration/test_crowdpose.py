@@ -164,12 +164,12 @@ def cocoeval_direct(gt: dict, results: list[dict]) -> dict[str, float]:
 
 def test_loader_reads_the_crowdpose_layout(crowdpose_root):
     cfg = DataConfig(dataset="crowdpose", keypoints="crowdpose", root=str(crowdpose_root))
-    cfg.input_size = [64, 48]
+    cfg.input_size = [64, 32]
     train = build_dataset(cfg, "train", train=True)
     val = build_dataset(cfg, "val", train=False)  # 'valid' (the default val split) reads val
     assert train.layout is CROWDPOSE and len(train) == 6 and len(val) == 3
     image, target, weight, meta = val[0]
-    assert tuple(image.shape) == (3, 64, 48) and target.shape[0] == 14
+    assert tuple(image.shape) == (3, 64, 32) and target.shape[0] == 14
     assert meta["joints"].shape == (14, 3)
     assert any("no 'area'" in n for n in val.notes)
     image, target, weight, meta = train[1]  # augmented (half-body, flip) without error
