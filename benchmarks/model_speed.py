@@ -25,10 +25,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from posenfs_cli.config import load_recipe
-from posenfs_cli.device import maybe_compile, select_device, tune_backend
+from posenfs_cli.device import ChannelsLast, maybe_compile, select_device, tune_backend
 from posenfs_cli.models.build import build_from_recipe
 from posenfs_cli.models.fold import inference_model
-from posenfs_cli.profiling import ChannelsLast, peak_memory_mb
+from posenfs_cli.profiling import peak_memory_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = sorted((ROOT / "src" / "posenfs_cli" / "recipes" / "mpii").glob("*.yaml")) + sorted(

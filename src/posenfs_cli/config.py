@@ -20,10 +20,7 @@ from typing import Any, cast
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A user mistake in a recipe or an override; the CLI prints it as one line."""
-
+from posenfs_cli.errors import ConfigError
 
 SUBNET_OPS = ["zero", "skip", "sep_conv_3x3", "dil_conv_3x3"]
 BACKBONE_OPS = SUBNET_OPS + ["avg_pool_3x3", "max_pool_3x3"]
@@ -459,21 +456,12 @@ def _check_numbers(recipe: Recipe) -> None:
         raise _bad("train.lr_steps", recipe.train.lr_steps, "a list of epochs >= 0")
 
 
-def validate(recipe: Recipe) -> Recipe:
-    """Every rule a run's recipe must pass (numbers, input size, keypoint layout, model
-    structure, ops, part groups), checked once, before any folder or worker exists, so a typo
-    costs nothing and reads as one line instead of a shape error deep in the network."""
-    from posenfs_cli.data.layouts import get_layout
-    from posenfs_cli.models.build import part_groups, validate_model_config
-
+def check_recipe_values(recipe: Recipe) -> Recipe:
+    """The rules a recipe's own values must pass (numbers, input size); the model's rules are
+    checked by ``posenfs_cli.validation.validate``, which also runs these."""
     _check_numbers(recipe)
     check_input_size(recipe.data.input_size)
-    validate_model_config(recipe.model)
-    part_groups(recipe.model, get_layout(recipe.data.keypoints))
     return recipe
-
-
-validate_recipe = validate  # the name engine/ and older callers use
 
 
 def parse_input_size(text: str) -> list[int]:
@@ -505,6 +493,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "check_input_size",
+    "check_recipe_values",
     "find_recipe",
     "load_recipe",
     "parse_input_size",
@@ -513,6 +502,4 @@ __all__ = [
     "recipe_to_yaml",
     "recipes_dir",
     "set_values",
-    "validate",
-    "validate_recipe",
 ]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 
-from posenfs_cli.config import ConfigError
+
+class ConfigError(ValueError):
+    """A user mistake in a recipe or an override; the CLI prints it as one line."""
 
 
 class PosenfsError(Exception):

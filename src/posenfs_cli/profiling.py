@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
+from posenfs_cli.device import ChannelsLast
+from posenfs_cli.models.size import _owner, count_params
+
 if TYPE_CHECKING:
     from posenfs_cli.models.posenet import PartNet, PoseNet
 
@@ -57,29 +60,6 @@ class ProfileReport:
         d["gmacs"] = self.macs_total / 1e9
         d["params_m"] = self.params_total / 1e6
         return d
-
-
-def _owner(name: str, part_names: list[str]) -> str:
-    if name.startswith("parts."):
-        return part_names[int(name.split(".")[1])]
-    return "backbone"
-
-
-def count_params(model: PoseNet) -> tuple[int, int, dict[str, int], int]:
-    """(total, backbone, per part, architecture) parameter counts."""
-    part_names = [p.name for p in cast("Iterable[PartNet]", model.parts)]
-    per_part = dict.fromkeys(part_names, 0)
-    backbone = arch = 0
-    for name, p in model.named_parameters():
-        if name.endswith(".alpha") or name.endswith(".beta"):
-            arch += p.numel()
-            continue
-        owner = _owner(name, part_names)
-        if owner == "backbone":
-            backbone += p.numel()
-        else:
-            per_part[owner] += p.numel()
-    return backbone + sum(per_part.values()), backbone, per_part, arch
 
 
 @torch.no_grad()
@@ -206,25 +186,6 @@ def peak_memory_mb(device: torch.device) -> tuple[float, str]:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024
     return rss * scale, "process peak RSS"
-
-
-def use_channels_last(device: torch.device, mode: str | bool = "auto") -> bool:
-    """channels_last pays off on CPU (1.5x here) and on CUDA with AMP; "auto" turns it on."""
-    if isinstance(mode, bool):
-        return mode
-    return mode in ("auto", "on", "true")
-
-
-class ChannelsLast(nn.Module):
-    """Run a model in channels_last: convert the input once, the weights once at wrap time."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        # Module.to(memory_format=...) is documented and works; torch's overloads omit it
-        self.model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.contiguous(memory_format=torch.channels_last))
 
 
 def static_profile(

@@ -31,8 +31,8 @@ from torch import nn
 from posenfs_cli.config import recipe_from_dict
 from posenfs_cli.engine.checkpoint import save_checkpoint
 from posenfs_cli.models.build import build_from_recipe
+from posenfs_cli.models.prune import prune_model
 from posenfs_cli.nas.genotype import model_genotype, save_genotype
-from posenfs_cli.nas.prune import prune_model
 
 RECIPE = {
     "name": "format_v1",

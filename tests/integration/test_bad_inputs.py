@@ -249,7 +249,7 @@ def test_nan_checkpoint_is_not_called_no_visible_change(fixtures):
     """prune_model itself refuses (the CLI verdict used to say 'no visible change')."""
     from posenfs_cli.engine.checkpoint import build_from_checkpoint
     from posenfs_cli.errors import PosenfsError
-    from posenfs_cli.nas.prune import prune_model
+    from posenfs_cli.models.prune import prune_model
 
     model, ckpt = build_from_checkpoint(fixtures / "nan.safetensors")
     with pytest.raises(PosenfsError, match="non-finite"):

@@ -216,7 +216,7 @@ def test_shipped_ablation_experiments_plan(name):
 
 def test_cnf_vs_branchnet_at_equal_params():
     from posenfs_cli.models.build import build_from_recipe
-    from posenfs_cli.profiling import count_params
+    from posenfs_cli.models.size import count_params
 
     planned = plan_runs(experiment_from_args(["experiments/cnf_vs_branchnet"], [0], None, []))
     sizes = {

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from posenfs_cli.cli.app import app
 from posenfs_cli.config import load_recipe
+from posenfs_cli.data.jsonio import load_detections
 from posenfs_cli.engine.checkpoint import save_checkpoint
-from posenfs_cli.evaluation.coco_eval import load_detections
 from posenfs_cli.models.build import build_from_recipe
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from posenfs_cli.engine.checkpoint import read_checkpoint, save_checkpoint
 from posenfs_cli.engine.trainer import Trainer, TrainOptions
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.build import build_model
-from posenfs_cli.nas.prune import prune_model
+from posenfs_cli.models.prune import prune_model
 from tests.conftest import RECIPES
 
 runner = CliRunner()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from posenfs_cli.config import ConfigError, load_recipe, set_values, validate
+from posenfs_cli.config import ConfigError, load_recipe, set_values
 from posenfs_cli.engine.train_run import build_recipe
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.options import RecipeOptions
+from posenfs_cli.validation import validate
 
 
 def test_options_are_typed_values_not_strings():

@@ -12,8 +12,9 @@ from posenfs_cli.engine.checkpoint import build_from_checkpoint, save_checkpoint
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.baselines import Bottleneck, BranchNet, DeconvHead
 from posenfs_cli.models.build import build_model
+from posenfs_cli.models.size import count_params
 from posenfs_cli.nas.genotype import model_genotype
-from posenfs_cli.profiling import conv_macs, count_params
+from posenfs_cli.profiling import conv_macs
 
 
 def tiny(head: str, **kw) -> ModelConfig:
@@ -137,7 +138,7 @@ def test_baseline_checkpoint_round_trip(tmp_path, head):
 
 
 def test_pruning_a_baseline_model_is_refused():
-    from posenfs_cli.nas.prune import prune_model
+    from posenfs_cli.models.prune import prune_model
 
     recipe = Recipe(model=tiny("branchnet"))
     recipe.data.input_size = [64, 64]

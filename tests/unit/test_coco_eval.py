@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from posenfs_cli.data.jsonio import load_detections
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.coco_eval import (
     STAT_NAMES,
     box_areas_from_scale,
     build_results,
     evaluate_coco,
-    load_detections,
     rescore,
 )
 

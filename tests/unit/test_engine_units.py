@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from posenfs_cli.engine.loss import pose_loss
 from posenfs_cli.engine.run import check_run_dir, new_run_dir
 from posenfs_cli.engine.state import load_state, save_state
 from posenfs_cli.engine.strategies import lr_at
 from posenfs_cli.engine.trainer import amp_dtype, split_heldout
 from posenfs_cli.errors import PosenfsError
+from posenfs_cli.models.loss import pose_loss
 
 
 def test_pose_loss_by_hand():

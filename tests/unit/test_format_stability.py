@@ -260,7 +260,7 @@ def test_format_1_checkpoints_keep_their_per_level_pyramid_adapters(tmp_path):
     still rebuild the structure it was written with."""
     from posenfs_cli.config import load_recipe
     from posenfs_cli.models.build import build_from_recipe
-    from posenfs_cli.profiling import count_params
+    from posenfs_cli.models.size import count_params
     from tests.conftest import RECIPES
 
     old = load_recipe(RECIPES / "synthetic/tiny.yaml", ["model.adapters=per_level"])

@@ -17,6 +17,7 @@ from posenfs_cli.models.backbones import mobilenet_v2
 from posenfs_cli.models.build import build_model
 from posenfs_cli.models.parts import PartGroup
 from posenfs_cli.models.posenet import PartNet
+from posenfs_cli.models.size import count_params
 from posenfs_cli.nas.fabric import FabricSpec
 from posenfs_cli.official import format as fmt
 from posenfs_cli.official.importer import (
@@ -28,7 +29,6 @@ from posenfs_cli.official.importer import (
     read_state,
     resolve,
 )
-from posenfs_cli.profiling import count_params
 from tests.conftest import REPO, SHARED_DATA, needs_shared
 
 OFFICIAL = SHARED_DATA / "official"

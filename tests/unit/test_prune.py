@@ -9,18 +9,19 @@ from posenfs_cli.config import FabricBackboneConfig, ModelConfig, Recipe
 from posenfs_cli.data.layouts import MPII
 from posenfs_cli.engine.checkpoint import build_from_checkpoint, save_checkpoint
 from posenfs_cli.errors import PosenfsError
+from posenfs_cli.models import prune as prune_mod
 from posenfs_cli.models.build import build_model
-from posenfs_cli.nas import prune as prune_mod
-from posenfs_cli.nas.fabric import PruneSpec
-from posenfs_cli.nas.genotype import model_genotype, prune_specs
-from posenfs_cli.nas.prune import (
+from posenfs_cli.models.prune import (
     PruneVerificationError,
     find_dead,
     output_difference,
     prune_model,
     state_key_map,
 )
-from posenfs_cli.profiling import conv_macs, count_params
+from posenfs_cli.models.size import count_params
+from posenfs_cli.nas.fabric import PruneSpec
+from posenfs_cli.nas.genotype import model_genotype, prune_specs
+from posenfs_cli.profiling import conv_macs
 from tests.helpers import tiny_model
 
 SAME, FINER, COARSER = 0, 1, 2

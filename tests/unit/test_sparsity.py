@@ -11,7 +11,7 @@ from posenfs_cli.config import ModelConfig, Recipe
 from posenfs_cli.data.layouts import MPII
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.build import build_model
-from posenfs_cli.nas.prune import find_dead, prune_model
+from posenfs_cli.models.prune import find_dead, prune_model
 from posenfs_cli.nas.sparsity import SPARSITY_KINDS, arch_entropy, sparsity_penalty
 from tests.helpers import randomize_arch, tiny_model
 

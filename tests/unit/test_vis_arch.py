@@ -16,8 +16,8 @@ from posenfs_cli.data.layouts import MPII
 from posenfs_cli.engine.checkpoint import save_checkpoint
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.build import build_model
+from posenfs_cli.models.prune import prune_model
 from posenfs_cli.nas.genotype import model_genotype, save_genotype
-from posenfs_cli.nas.prune import prune_model
 from posenfs_cli.vis.curves import nice_ticks, plot_curves
 from posenfs_cli.vis.fabric import draw_fabric, draw_overview, genotype_diff
 from tests.helpers import randomize_arch, tiny_model

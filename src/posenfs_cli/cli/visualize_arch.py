@@ -34,7 +34,7 @@ def arch_command(
 
 @user_errors
 def _arch(source: Path, out: Path | None) -> None:
-    from posenfs_cli.vis.outputs import arch_pngs, default_arch_dir
+    from posenfs_cli.engine.visualize import arch_pngs, default_arch_dir
 
     out = check_folder_out(out or default_arch_dir(source))
     genotype, written = arch_pngs(source, out)
@@ -69,7 +69,7 @@ def curves_command(
 
 @user_errors
 def _curves(runs: list[Path], out: Path, keys: str | None) -> None:
-    from posenfs_cli.vis.outputs import curves_png
+    from posenfs_cli.engine.visualize import curves_png
 
     data = curves_png(runs, check_image_out(out), keys)
     epochs = ", ".join(f"{label}: {len(rows)} rows" for label, rows in data)
@@ -97,8 +97,8 @@ def diff_command(
 
 @user_errors
 def _diff(a: Path, b: Path, out: Path, top: int) -> None:
+    from posenfs_cli.engine.visualize import diff_png
     from posenfs_cli.views.visualize import diff_table
-    from posenfs_cli.vis.outputs import diff_png
 
     if top >= 1:
         check_image_out(out)

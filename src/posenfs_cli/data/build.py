@@ -57,7 +57,7 @@ def dataset_layout(cfg: DataConfig) -> KeypointLayout:
 
 
 def _check_input_size(cfg: DataConfig) -> tuple[int, int]:
-    return check_input_size(list(cfg.input_size))  # the one rule, shared with config.validate
+    return check_input_size(list(cfg.input_size))  # the one rule, shared with validation.validate
 
 
 def synthetic_split(cfg: DataConfig, split: str) -> SynthSplit:
@@ -97,7 +97,7 @@ def _detections(cfg: DataConfig, split: str, train: bool) -> list[dict[str, Any]
         raise PosenfsError(
             "data.use_gt_boxes is false but data.boxes (a COCO detection results JSON) is not set"
         )
-    from posenfs_cli.evaluation.coco_eval import load_detections
+    from posenfs_cli.data.jsonio import load_detections
 
     return load_detections(cfg.boxes, cfg.box_threshold)
 

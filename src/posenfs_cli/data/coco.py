@@ -33,8 +33,8 @@ from posenfs_cli.data.base import (
     PoseRecords,
     expect_file,
 )
+from posenfs_cli.data.jsonio import read_json, stack_field
 from posenfs_cli.data.layouts import COCO, KeypointLayout
-from posenfs_cli.data.mpii import read_json, stack_field
 from posenfs_cli.errors import PosenfsError
 
 LAYOUT_HINT = (
@@ -348,7 +348,7 @@ class COCODataset(PoseDataset):
             raise PosenfsError(f"COCO image folder {image_dir} is a file, not a folder")
         dets = None
         if detections_file is not None:
-            from posenfs_cli.evaluation.coco_eval import load_detections
+            from posenfs_cli.data.jsonio import load_detections
 
             dets = load_detections(detections_file, box_threshold)
         return cls(

@@ -16,7 +16,6 @@ records) or a per-record ``headbox`` [x1, y1, x2, y2] (1-based like the joints).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from posenfs_cli.data.base import (
     expect_file,
     image_ids_by_first_use,
 )
+from posenfs_cli.data.jsonio import read_json, stack_field
 from posenfs_cli.data.layouts import MPII, KeypointLayout
 from posenfs_cli.errors import PosenfsError
 
@@ -40,66 +40,6 @@ LAYOUT_HINT = (
     "and images in ROOT/images/"
 )
 SPLIT_ALIASES = {"val": ("valid", "val"), "valid": ("valid", "val"), "test": ("test",)}
-
-
-def read_json(path: Path) -> Any:
-    """JSON from ``path`` or a one-line PosenfsError naming the file."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PosenfsError(f"cannot read {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise PosenfsError(f"{path} is not valid JSON: {exc}") from None
-
-
-def _first_bad(values: Sequence[Any], shape: tuple[int, ...]) -> tuple[int, str]:
-    """(index, what is wrong) for the first value that is not a finite-able ``shape`` array."""
-    for i, v in enumerate(values):
-        try:
-            got = np.asarray(v, dtype=np.float64).shape
-        except (TypeError, ValueError):
-            return i, "a non-numeric or ragged value"
-        if got != shape:
-            return i, f"shape {list(got)}"
-    return -1, "?"
-
-
-def stack_field(
-    values: Sequence[Any],
-    shape: tuple[int, ...],
-    source: str,
-    what: str,
-    expect: str,
-    indices: Sequence[int] | None = None,
-    item: str = "record",
-) -> np.ndarray:
-    """Stack one field of all records into [N, *shape] float64, or name the bad record.
-
-    Non-finite values (NaN, inf) are rejected too. ``indices`` maps positions in ``values`` to
-    record indices for the message when only some records carry the field; ``item`` names
-    what a record is called in the message ("record", "annotation").
-    """
-    if len(values) == 0:
-        return np.zeros((0, *shape), dtype=np.float64)
-    where = (lambda i: i) if indices is None else (lambda i: indices[i])
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-        ok = arr.shape == (len(values), *shape)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        i, problem = _first_bad(values, shape)
-        raise PosenfsError(
-            f"{source}: {item} {where(i)} has {what} with {problem}, expected {expect}"
-        )
-    finite = np.isfinite(arr.reshape(len(values), -1)).all(axis=1)
-    if not finite.all():
-        i = int(np.flatnonzero(~finite)[0])
-        raise PosenfsError(
-            f"{source}: {item} {where(i)} has a non-finite value (NaN/inf) in {what}"
-        )
-    return arr
 
 
 def parse_mpii_records(raw: Any, source: str, layout: KeypointLayout = MPII) -> PoseRecords:

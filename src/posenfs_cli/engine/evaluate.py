@@ -132,8 +132,8 @@ class EvalJob:
         return self._write(preds, metrics, skipped)
 
     def _write(self, preds: Any, metrics: dict[str, Any], skipped: int) -> EvalResult:
+        from posenfs_cli.data.jsonio import json_safe
         from posenfs_cli.engine.run import new_run_dir
-        from posenfs_cli.evaluation.evaluator import json_safe
         from posenfs_cli.evaluation.pckh import save_pred_mat
 
         o = self.opts

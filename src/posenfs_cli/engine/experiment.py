@@ -273,7 +273,8 @@ def _check_same_config(run_dir: Path, recipe: Recipe) -> None:
 
 def model_sizes(model: torch.nn.Module, input_size: list[int]) -> dict[str, Any]:
     """Params (no α/β), conv MACs / 1e9, and the papers' GFLOPs (MACs / 2^30, deconvs by output)."""
-    from posenfs_cli.profiling import conv_macs, count_params
+    from posenfs_cli.models.size import count_params
+    from posenfs_cli.profiling import conv_macs
 
     model = getattr(model, "module", model)
     device = next(model.parameters()).device

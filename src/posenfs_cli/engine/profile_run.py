@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 
-from posenfs_cli.config import Recipe, load_recipe, validate
+from posenfs_cli.config import Recipe, load_recipe
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.options import ProfileOptions, size_value
 from posenfs_cli.profiling import ProfileReport
+from posenfs_cli.validation import validate
 
 
 @dataclass

@@ -21,7 +21,7 @@ from posenfs_cli.options import PruneOptions, size_value
 
 if TYPE_CHECKING:
     from posenfs_cli.models.posenet import PoseNet
-    from posenfs_cli.nas.prune import PruneReport
+    from posenfs_cli.models.prune import PruneReport
 
 
 def default_out(ckpt: Path) -> Path:
@@ -101,7 +101,7 @@ class PruneResult:
 
 
 def _check(checkpoint: Path, opts: PruneOptions) -> Path:
-    from posenfs_cli.nas.prune import check_threshold
+    from posenfs_cli.models.prune import check_threshold
 
     check_threshold(opts.threshold)
     if opts.batch_size < 1 or opts.runs < 1:
@@ -119,8 +119,8 @@ def prune_checkpoint(checkpoint: Path, opts: PruneOptions) -> PruneResult:
     """Prune, verify on random inputs, and write the smaller checkpoint and its genotype."""
     from posenfs_cli.device import select_device
     from posenfs_cli.engine.checkpoint import build_from_checkpoint, save_checkpoint
+    from posenfs_cli.models.prune import prune_model
     from posenfs_cli.nas.genotype import model_genotype, save_genotype
-    from posenfs_cli.nas.prune import prune_model
 
     out = _check(checkpoint, opts)
     dev = select_device(opts.device)

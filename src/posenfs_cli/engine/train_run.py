@@ -17,11 +17,11 @@ from posenfs_cli.config import (
     find_recipe,
     load_recipe,
     set_values,
-    validate,
 )
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.options import RecipeOptions, RunOptions
+from posenfs_cli.validation import validate
 
 if TYPE_CHECKING:
     from rich.console import Console

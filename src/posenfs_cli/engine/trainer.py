@@ -39,7 +39,7 @@ from rich.progress import (
 from torch import nn
 from torch.utils.data import DistributedSampler, Subset
 
-from posenfs_cli.config import Recipe, validate_recipe
+from posenfs_cli.config import Recipe
 from posenfs_cli.data.build import build_dataset, build_loader
 from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.device import maybe_compile, tune_backend
@@ -57,7 +57,6 @@ from posenfs_cli.engine.distributed import (
     fault_point,
     gather_objects,
 )
-from posenfs_cli.engine.loss import pose_loss
 from posenfs_cli.engine.state import (
     check_resume_kind,
     load_state,
@@ -69,6 +68,7 @@ from posenfs_cli.engine.strategies import STRATEGIES, Strategy, make_strategy
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.evaluator import Predictions, predict, score
 from posenfs_cli.models.build import build_model
+from posenfs_cli.models.loss import pose_loss
 from posenfs_cli.models.posenet import PoseNet
 from posenfs_cli.nas.genotype import (
     Genotype,
@@ -78,6 +78,7 @@ from posenfs_cli.nas.genotype import (
     prune_specs,
     save_genotype,
 )
+from posenfs_cli.validation import validate
 
 
 class NonFiniteLoss(PosenfsError):
@@ -156,7 +157,7 @@ def check_command(recipe: Recipe, command: str) -> None:
 
 class Trainer:
     def __init__(self, recipe: Recipe, opts: TrainOptions):
-        validate_recipe(recipe)
+        validate(recipe)
         check_command(recipe, opts.command)
         self.recipe = recipe
         self.opts = opts

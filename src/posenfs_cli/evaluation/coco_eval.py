@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import math
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from posenfs_cli.data.jsonio import PERSON_CATEGORY
 from posenfs_cli.data.layouts import COCO
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.oks_nms import oks_nms
@@ -26,7 +24,6 @@ from posenfs_cli.evaluation.oks_nms import oks_nms
 # miss), finite so the results stay valid JSON and COCOeval can read them.
 MISS_XY = -1.0e4
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
-PERSON_CATEGORY = 1
 
 
 def rescore(
@@ -161,67 +158,3 @@ def evaluate_coco(
         ev.accumulate()
         ev.summarize()
     return {name: float(v) for name, v in zip(STAT_NAMES, ev.stats, strict=True)}
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _detection_problem(det: Any) -> str | None:
-    """What is wrong with one detection entry, or None."""
-    if not isinstance(det, dict):
-        return f"is a {type(det).__name__}, not an object"
-    for key in ("image_id", "category_id", "bbox", "score"):
-        if key not in det:
-            return f"has no {key!r}"
-    for key in ("image_id", "category_id"):
-        v = det[key]
-        if isinstance(v, bool) or not isinstance(v, int):
-            return f"has a non-integer {key!r} ({v!r})"
-    bbox = det["bbox"]
-    if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox)):
-        return f"has bbox {bbox!r}; expected 4 finite numbers [x, y, w, h]"
-    if bbox[2] < 0 or bbox[3] < 0:
-        return f"has a negative box width/height in {bbox!r}"
-    if not _is_number(det["score"]):
-        return f"has a non-numeric score ({det['score']!r})"
-    return None
-
-
-def load_detections(path: str | Path, score_thr: float = 0.0) -> list[dict[str, Any]]:
-    """Person detections from a COCO detection-results JSON, validated.
-
-    The file is a list of ``{image_id, category_id, bbox: [x, y, w, h], score}``. Keeps
-    category 1 with ``score >= score_thr`` (HRNet's ``image_thre`` rule). Returns dicts with
-    ``image_id`` (int), ``category_id`` (1), ``bbox`` (4 floats) and ``score`` (float).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise PosenfsError(f"detection file {p} does not exist")
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PosenfsError(f"detection file {p} is not valid JSON: {e}") from None
-    if not isinstance(data, list):
-        raise PosenfsError(
-            f"detection file {p} must hold a JSON list of detections "
-            f"{{image_id, category_id, bbox [x, y, w, h], score}}, found a {type(data).__name__}"
-        )
-    kept: list[dict[str, Any]] = []
-    for i, det in enumerate(data):
-        problem = _detection_problem(det)
-        if problem:
-            raise PosenfsError(
-                f"detection file {p}: entry {i} {problem} "
-                "(each entry must be {image_id, category_id, bbox [x, y, w, h], score})"
-            )
-        if det["category_id"] == PERSON_CATEGORY and det["score"] >= score_thr:
-            kept.append(
-                {
-                    "image_id": int(det["image_id"]),
-                    "category_id": PERSON_CATEGORY,
-                    "bbox": [float(v) for v in det["bbox"]],
-                    "score": float(det["score"]),
-                }
-            )
-    return kept

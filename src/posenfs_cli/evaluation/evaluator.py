@@ -18,7 +18,6 @@ from torch import nn
 
 from posenfs_cli.data.codec import HeatmapCodec, model_heatmaps
 from posenfs_cli.data.layouts import KeypointLayout
-from posenfs_cli.engine.loss import pose_loss
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.evaluation.coco_eval import (
     box_areas_from_scale,
@@ -27,6 +26,7 @@ from posenfs_cli.evaluation.coco_eval import (
     evaluate_coco,
 )
 from posenfs_cli.evaluation.pckh import compute_pckh, pckh_table_rows
+from posenfs_cli.models.loss import pose_loss
 
 META_KEYS = (
     "index",
@@ -126,20 +126,6 @@ def predict(
         {k: np.concatenate(v) for k, v in meta.items()},
         loss_sum / n_loss if n_loss else None,
     )
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN/inf floats (e.g. the loss of a broken model, a never-labelled PCKh
-    column) replaced by None, so the file is JSON every reader accepts."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def unreadable_count(preds: Predictions, dataset: Any = None) -> int:

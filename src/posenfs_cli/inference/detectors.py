@@ -18,8 +18,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from posenfs_cli.data.jsonio import load_detections
 from posenfs_cli.errors import PosenfsError
-from posenfs_cli.evaluation.coco_eval import load_detections
 from posenfs_cli.inference.sources import Frame
 
 Boxes = tuple[np.ndarray, np.ndarray]

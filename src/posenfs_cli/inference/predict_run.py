@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from posenfs_cli.data.jsonio import write_json
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.inference.detectors import BoxesFile, WholeImage, make_detector
-from posenfs_cli.inference.writer import Tally, Writer, write_json
+from posenfs_cli.inference.writer import Tally, Writer
 from posenfs_cli.options import PredictOptions
 
 

@@ -23,9 +23,9 @@ from posenfs_cli.data.affine import box_to_center_scale, get_affine_transform
 from posenfs_cli.data.codec import HeatmapCodec, model_heatmaps
 from posenfs_cli.data.layouts import KeypointLayout, get_layout
 from posenfs_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD, warp_crop
+from posenfs_cli.device import use_channels_last
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.fold import inference_model
-from posenfs_cli.profiling import use_channels_last
 
 BOX_PADDING = 1.25
 

@@ -6,7 +6,6 @@ what was written for the summary.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from posenfs_cli.data.jsonio import write_json
 from posenfs_cli.data.layouts import KeypointLayout
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.options import PredictOptions
@@ -40,16 +40,6 @@ def unique_stem(path: Path | None, name: str, used: set[str]) -> str:
         stem = path.name.replace(".", "_")
     used.add(stem)
     return stem
-
-
-def write_json(path: Path, data: Any) -> Path:
-    """Valid JSON (no bare NaN), written to a temporary name first: never half a file."""
-    text = json.dumps(data, allow_nan=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
 
 
 class Writer:

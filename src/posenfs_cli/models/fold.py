@@ -154,8 +154,7 @@ def inference_model(
     compiled when ``compile`` resolves on (``device.resolve_compile``). The input is converted
     to channels_last by the returned wrapper. A model with nothing to fold (no BatchNorm, no
     CNF) is used as it is, not copied."""
-    from posenfs_cli.device import maybe_compile
-    from posenfs_cli.profiling import ChannelsLast
+    from posenfs_cli.device import ChannelsLast, maybe_compile
 
     device = torch.device(device)
     fold = fold and any(isinstance(m, nn.BatchNorm2d | CNF) for m in model.modules())

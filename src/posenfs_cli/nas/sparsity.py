@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -44,8 +44,15 @@ from posenfs_cli.nas.ops import ZERO
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from posenfs_cli.models.posenet import PoseNet
     from posenfs_cli.nas.cell import Cell
+    from posenfs_cli.nas.fabric import CNF
+
+
+class HasFabrics(Protocol):
+    """What the penalties need of a model (a PoseNet has it): its searchable fabrics."""
+
+    def cnfs(self) -> Iterable[tuple[str, CNF]]: ...
+
 
 SPARSITY_KINDS = ("none", "entropy", "l1", "gap")
 GAP_MARGIN = 110.0  # float32 softmax of a logit trailing by ≥ ~104 is exactly 0
@@ -69,7 +76,7 @@ def _arch_rows(model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
     there is nothing to prune for it anyway.
     """
     model = getattr(model, "module", model)
-    net = cast("PoseNet", getattr(model, "_orig_mod", model))
+    net = cast("HasFabrics", getattr(model, "_orig_mod", model))
     alphas: list[Tensor] = []
     betas: list[Tensor] = []
     for _name, cnf in net.cnfs():

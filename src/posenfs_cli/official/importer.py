@@ -929,7 +929,7 @@ def import_official(
     """Read, infer, check and (unless ``inspect``) convert and write a posenfs checkpoint."""
     from posenfs_cli.engine.checkpoint import save_checkpoint
     from posenfs_cli.models.build import build_model
-    from posenfs_cli.profiling import count_params
+    from posenfs_cli.models.size import count_params
 
     if config is not None and recipe is not None:
         raise PosenfsError("give --official-config or --recipe, not both")

@@ -332,7 +332,7 @@ def prune_model(
     ≤ 1e-6 (else :class:`PruneVerificationError`); above 0 it is only reported.
     """
     from posenfs_cli.models.build import build_model
-    from posenfs_cli.profiling import count_params
+    from posenfs_cli.models.size import count_params
 
     check_threshold(threshold)
     src = _unwrap(model)
