@@ -36,45 +36,26 @@ PAPER_OPS = {
     6: ["zero", "skip", "sep_conv_3x3", "dil_conv_3x3", "avg_pool_3x3", "max_pool_3x3"],
 }
 
+# Their joint names of the limbs, in the order both datasets list them.
+_LIMBS = [
+    "l_shoulder",
+    "r_shoulder",
+    "l_elbow",
+    "r_elbow",
+    "l_wrist",
+    "r_wrist",
+    "l_hip",
+    "r_hip",
+    "l_knee",
+    "r_knee",
+    "l_ankle",
+    "r_ankle",
+]
+
 # Their output channel order per dataset, in their joint names.
 OUTPUT_ORDER = {
-    "mpii": [
-        "head_top",
-        "upper_neck",
-        "throax",
-        "l_shoulder",
-        "r_shoulder",
-        "l_elbow",
-        "r_elbow",
-        "l_wrist",
-        "r_wrist",
-        "l_hip",
-        "r_hip",
-        "l_knee",
-        "r_knee",
-        "l_ankle",
-        "r_ankle",
-        "pelvis",
-    ],
-    "coco": [
-        "nose",
-        "l_eye",
-        "r_eye",
-        "l_ear",
-        "r_ear",
-        "l_shoulder",
-        "r_shoulder",
-        "l_elbow",
-        "r_elbow",
-        "l_wrist",
-        "r_wrist",
-        "l_hip",
-        "r_hip",
-        "l_knee",
-        "r_knee",
-        "l_ankle",
-        "r_ankle",
-    ],
+    "mpii": ["head_top", "upper_neck", "throax", *_LIMBS, "pelvis"],
+    "coco": ["nose", "l_eye", "r_eye", "l_ear", "r_ear", *_LIMBS],
 }
 
 

@@ -10,28 +10,15 @@ grouping with the five face points replaced by head and neck. Only P=1, 3 and 5 
 
 from __future__ import annotations
 
+from posenfs_cli.data.layouts.coco import COCO
 from posenfs_cli.data.layouts.layout import KeypointLayout, table_one
 
 _SIGMAS_X10 = (0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89, 0.79, 0.79)
 
+# The names: COCO's twelve limb joints (all but the five face points), then head and neck.
 CROWDPOSE = KeypointLayout(
     name="crowdpose",
-    names=(
-        "left_shoulder",
-        "right_shoulder",
-        "left_elbow",
-        "right_elbow",
-        "left_wrist",
-        "right_wrist",
-        "left_hip",
-        "right_hip",
-        "left_knee",
-        "right_knee",
-        "left_ankle",
-        "right_ankle",
-        "head",
-        "neck",
-    ),
+    names=COCO.names[5:] + ("head", "neck"),
     flip_pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)),
     skeleton=(
         (12, 13),
@@ -51,6 +38,6 @@ CROWDPOSE = KeypointLayout(
         (9, 11),
     ),
     sigmas=tuple(s / 10.0 for s in _SIGMAS_X10),
-    lower_body=("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
+    lower_body=COCO.lower_body,
     part_groups=table_one(head=("head", "neck"), counts=(3, 5)),
 )

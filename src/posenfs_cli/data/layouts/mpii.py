@@ -4,26 +4,28 @@ from __future__ import annotations
 
 from posenfs_cli.data.layouts.layout import KeypointLayout, table_one
 
+_NAMES = (
+    "right_ankle",
+    "right_knee",
+    "right_hip",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "pelvis",
+    "thorax",
+    "upper_neck",
+    "head_top",
+    "right_wrist",
+    "right_elbow",
+    "right_shoulder",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+)
+
 MPII = KeypointLayout(
     name="mpii",
-    names=(
-        "right_ankle",
-        "right_knee",
-        "right_hip",
-        "left_hip",
-        "left_knee",
-        "left_ankle",
-        "pelvis",
-        "thorax",
-        "upper_neck",
-        "head_top",
-        "right_wrist",
-        "right_elbow",
-        "right_shoulder",
-        "left_shoulder",
-        "left_elbow",
-        "left_wrist",
-    ),
+    names=_NAMES,
     flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
     skeleton=(
         (0, 1),
@@ -42,15 +44,7 @@ MPII = KeypointLayout(
         (13, 14),
         (14, 15),
     ),
-    lower_body=(
-        "right_ankle",
-        "right_knee",
-        "right_hip",
-        "left_hip",
-        "left_knee",
-        "left_ankle",
-        "pelvis",
-    ),
+    lower_body=_NAMES[:7],  # ankles, knees, hips and the pelvis
     # Table I: the head is head top, neck and thorax; the pelvis goes with the hips.
     part_groups=table_one(head=("head_top", "upper_neck", "thorax"), pelvis=("pelvis",)),
     # HRNet's table: each column averages its joints with equal weight (0.5 * (l + r)).
