@@ -30,6 +30,7 @@ from torch import Tensor
 from posenfs_cli.config import ModelConfig, Recipe
 from posenfs_cli.data.layouts import get_layout
 from posenfs_cli.errors import PosenfsError
+from posenfs_cli.models.backbones.pretrained import tensor_mapping
 from posenfs_cli.nas.cell import SLOT_NAMES, num_edges
 from posenfs_cli.nas.fabric import CellKey, PruneSpec, cells_in_layer, slot_wiring
 from posenfs_cli.nas.ops import ZERO
@@ -75,13 +76,8 @@ def read_state(path: str | Path) -> tuple[dict[str, Tensor], str]:
     elif isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         wrapper = "{'state_dict': state_dict, ...}"
         obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise PosenfsError(f"{p} does not hold a state dict (found {type(obj).__name__})")
-    state = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
-    if not state:
-        raise PosenfsError(f"{p} holds no tensors")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
+    state, wrapped = tensor_mapping(obj, p)
+    if wrapped:
         wrapper += " with nn.DataParallel 'module.' prefixes"
     return state, wrapper
 

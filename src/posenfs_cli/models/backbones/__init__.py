@@ -9,7 +9,7 @@ key map each backbone module provides.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -30,6 +30,21 @@ def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]
         return fn
 
     return deco
+
+
+def register_pretrainable(
+    name: str, backbone: Callable[..., nn.Module], load_weights: Callable[[Any, str], object]
+) -> BackboneBuilder:
+    """Register ``name``: ``backbone(bn_momentum=...)`` with ``model.pretrained`` loaded by
+    ``load_weights`` when the config names weights. Returns the builder."""
+
+    def build(cfg: ModelConfig) -> nn.Module:
+        model = backbone(bn_momentum=cfg.bn_momentum)
+        if cfg.pretrained:
+            load_weights(model, cfg.pretrained)
+        return model
+
+    return register_backbone(name)(build)
 
 
 def _ensure_loaded() -> None:

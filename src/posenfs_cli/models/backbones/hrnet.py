@@ -16,16 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from torch import Tensor, nn
 
-from posenfs_cli.models.backbones import register_backbone
+from posenfs_cli.models.backbones import register_pretrainable
 from posenfs_cli.models.backbones.pretrained import identity_map, load_pretrained, prefix_matcher
 from posenfs_cli.models.backbones.resnet import make_bottleneck_layer
-
-if TYPE_CHECKING:
-    from posenfs_cli.config import ModelConfig
 
 WIDTH = 32
 STAGE2_MODULES = 1
@@ -180,9 +177,4 @@ def load_weights(model: HRNetW32Backbone, path: str | Path) -> None:
     load_pretrained(model, path, identity_map, UNUSED, source_name="HRNet-W32")
 
 
-@register_backbone("hrnet_w32")
-def build(cfg: ModelConfig) -> nn.Module:
-    model = HRNetW32Backbone(bn_momentum=cfg.bn_momentum)
-    if cfg.pretrained:
-        load_weights(model, cfg.pretrained)
-    return model
+build = register_pretrainable("hrnet_w32", HRNetW32Backbone, load_weights)

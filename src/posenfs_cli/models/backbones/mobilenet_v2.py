@@ -15,20 +15,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from posenfs_cli.models.backbones import register_backbone
+from posenfs_cli.models.backbones import register_pretrainable
 from posenfs_cli.models.backbones.pretrained import (
     apply_checkpoint,
     identity_map,
     prefix_matcher,
     read_checkpoint,
 )
-
-if TYPE_CHECKING:
-    from posenfs_cli.config import ModelConfig
 
 # (expansion t, output channels c, repeats n, first stride s) of the built stages.
 _STAGES = [
@@ -204,9 +200,4 @@ def load_weights(model: MobileNetV2Backbone, path: str | Path) -> str:
     return naming
 
 
-@register_backbone("mobilenet_v2")
-def build(cfg: ModelConfig) -> nn.Module:
-    model = MobileNetV2Backbone(bn_momentum=cfg.bn_momentum)
-    if cfg.pretrained:
-        load_weights(model, cfg.pretrained)
-    return model
+build = register_pretrainable("mobilenet_v2", MobileNetV2Backbone, load_weights)

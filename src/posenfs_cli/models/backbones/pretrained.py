@@ -139,6 +139,20 @@ def _listing(keys: Iterable[str]) -> str:
     return shown
 
 
+def tensor_mapping(obj: Any, path: str | Path) -> tuple[dict[str, Tensor], bool]:
+    """The tensors of a loaded state-dict mapping by name, and whether a ``module.`` prefix on
+    every name was removed (DataParallel / DistributedDataParallel add it)."""
+    if not isinstance(obj, Mapping):
+        raise PosenfsError(f"{path} does not hold a state dict (found {type(obj).__name__})")
+    state = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not state:
+        raise PosenfsError(f"{path} holds no tensors")
+    wrapped = all(k.startswith("module.") for k in state)
+    if wrapped:
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state, wrapped
+
+
 def _unwrap(obj: Any, path: Path) -> StateDict:
     """Find the flat ``{name: tensor}`` mapping inside a loaded checkpoint object."""
     while isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
@@ -146,14 +160,7 @@ def _unwrap(obj: Any, path: Path) -> StateDict:
         if inner is None:
             break
         obj = inner
-    if not isinstance(obj, Mapping):
-        raise PosenfsError(f"{path} does not hold a state dict (found {type(obj).__name__})")
-    state = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
-    if not state:
-        raise PosenfsError(f"{path} holds no tensors")
-    # DataParallel / DistributedDataParallel wrap every name in "module.".
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
+    state, _ = tensor_mapping(obj, path)
     # Detector / pose-framework checkpoints (mmdet, mmpose, ...): keep the backbone subtree.
     outside: dict[str, int] = {}
     if any(k.startswith("backbone.") for k in state):

@@ -9,15 +9,12 @@ map; ``fc.*`` is dropped. Outputs ``layer1..layer4`` at strides 4, 8, 16, 32 wit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from torch import Tensor, nn
 
-from posenfs_cli.models.backbones import register_backbone
+from posenfs_cli.models.backbones import register_pretrainable
 from posenfs_cli.models.backbones.pretrained import identity_map, load_pretrained, prefix_matcher
-
-if TYPE_CHECKING:
-    from posenfs_cli.config import ModelConfig
 
 EXPANSION = 4
 _LAYERS = [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)]  # (planes, blocks, stride)
@@ -103,9 +100,4 @@ def load_weights(model: ResNet50Backbone, path: str | Path) -> None:
     load_pretrained(model, path, identity_map, UNUSED, source_name="ResNet-50")
 
 
-@register_backbone("resnet50")
-def build(cfg: ModelConfig) -> nn.Module:
-    model = ResNet50Backbone(bn_momentum=cfg.bn_momentum)
-    if cfg.pretrained:
-        load_weights(model, cfg.pretrained)
-    return model
+build = register_pretrainable("resnet50", ResNet50Backbone, load_weights)
