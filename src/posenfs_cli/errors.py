@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 
 class ConfigError(ValueError):
@@ -11,6 +12,17 @@ class ConfigError(ValueError):
 
 class PosenfsError(Exception):
     """A user mistake or unusable input (bad path, wrong file, incompatible checkpoint)."""
+
+
+def existing_file(path: str | Path, missing: str, folder: str | None = None) -> Path:
+    """``path`` as a Path when it is a file, else a PosenfsError: the ``folder`` message when it
+    is a folder (if one is given), the ``missing`` one otherwise; ``{p}`` in them is the path."""
+    p = Path(path)
+    if folder is not None and p.is_dir():
+        raise PosenfsError(folder.format(p=p))
+    if not p.is_file():
+        raise PosenfsError(missing.format(p=p))
+    return p
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (

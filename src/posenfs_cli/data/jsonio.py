@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from posenfs_cli.errors import PosenfsError
+from posenfs_cli.errors import PosenfsError, existing_file
 
 
 def read_json(path: Path) -> Any:
@@ -109,9 +109,7 @@ def load_detections(path: str | Path, score_thr: float = 0.0) -> list[dict[str, 
     category 1 with ``score >= score_thr`` (HRNet's ``image_thre`` rule). Returns dicts with
     ``image_id`` (int), ``category_id`` (1), ``bbox`` (4 floats) and ``score`` (float).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise PosenfsError(f"detection file {p} does not exist")
+    p = existing_file(path, "detection file {p} does not exist")
     try:
         data = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

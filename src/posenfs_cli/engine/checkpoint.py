@@ -25,7 +25,7 @@ from posenfs_cli import __version__
 from posenfs_cli.atomic import atomic_write
 from posenfs_cli.config import ConfigError, Recipe, recipe_from_dict
 from posenfs_cli.data.layouts import get_layout
-from posenfs_cli.errors import PosenfsError
+from posenfs_cli.errors import PosenfsError, existing_file
 from posenfs_cli.nas.genotype import Genotype, model_genotype, prune_specs
 
 META_KEYS = ("posenfs_version", "config", "genotype", "dataset", "keypoints", "input_format")
@@ -109,11 +109,9 @@ class Checkpoint:
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
-    p = Path(path)
-    if p.is_dir():
-        raise PosenfsError(f"{p} is a folder; give a .safetensors checkpoint file")
-    if not p.is_file():
-        raise PosenfsError(f"checkpoint not found: {p}")
+    p = existing_file(
+        path, "checkpoint not found: {p}", "{p} is a folder; give a .safetensors checkpoint file"
+    )
     try:
         from safetensors import safe_open
 
@@ -169,13 +167,8 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sourc
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:5])}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:5])}")
-        if wrong:
-            parts.append(f"shape mismatch {', '.join(wrong[:5])}")
+    found = (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong))
+    parts = [f"{label} {', '.join(keys[:5])}" for label, keys in found if keys]
+    if parts:
         raise PosenfsError(f"{source}: weights do not fit the model structure ({'; '.join(parts)})")
     model.load_state_dict(tensors, strict=True)

@@ -30,7 +30,7 @@ from typing import Any, cast
 import torch
 
 from posenfs_cli import __version__
-from posenfs_cli.errors import PosenfsError
+from posenfs_cli.errors import PosenfsError, existing_file
 from posenfs_cli.nas.cell import SLOT_NAMES, Cell, edge_pairs
 from posenfs_cli.nas.fabric import CNF, CellKey, PruneSpec
 
@@ -419,11 +419,9 @@ def save_genotype(path: str | Path, genotype: Genotype) -> Path:
 
 
 def load_genotype(path: str | Path) -> Genotype:
-    p = Path(path)
-    if p.is_dir():
-        raise PosenfsError(f"{p} is a folder; give a genotype .json file")
-    if not p.is_file():
-        raise PosenfsError(f"genotype file not found: {p}")
+    p = existing_file(
+        path, "genotype file not found: {p}", "{p} is a folder; give a genotype .json file"
+    )
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:

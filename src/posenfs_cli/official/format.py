@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from posenfs_cli.errors import PosenfsError
+from posenfs_cli.errors import PosenfsError, existing_file
 
 # Their op names (α column order comes from the config) -> ours.
 OP_NAMES = {
@@ -139,9 +139,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
     input_nodes, vector_dim, ops (our names, α column order), their_ops, layers, cut.
     Only keys the file states are present.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise PosenfsError(f"config not found: {p}")
+    p = existing_file(path, "config not found: {p}")
     try:
         data = yaml.safe_load(p.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from posenfs_cli.config import ModelConfig, Recipe
 from posenfs_cli.data.layouts import get_layout
-from posenfs_cli.errors import PosenfsError
+from posenfs_cli.errors import PosenfsError, existing_file
 from posenfs_cli.models.backbones.pretrained import tensor_mapping
 from posenfs_cli.nas.cell import SLOT_NAMES, num_edges
 from posenfs_cli.nas.fabric import CellKey, PruneSpec, cells_in_layer, slot_wiring
@@ -60,9 +60,7 @@ class ImportMismatch(PosenfsError):
 
 def read_state(path: str | Path) -> tuple[dict[str, Tensor], str]:
     """The flat state dict of an authors' checkpoint and a one-line description of its wrapper."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise PosenfsError(f"checkpoint not found: {p}")
+    p = existing_file(Path(path).expanduser(), "checkpoint not found: {p}")
     try:
         obj: Any = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file, or a pickle with arbitrary objects

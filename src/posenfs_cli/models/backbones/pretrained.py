@@ -247,15 +247,13 @@ def apply_checkpoint(
     # Keys with a wrong shape count as mismatched, not also as missing.
     missing = [k for k in ours if k not in origin and not k.endswith(_NUM_BATCHES)]
 
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} key(s): {_listing(missing)}")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatch(es): {_listing(mismatched)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
-    if duplicated:
-        problems.append(f"{len(duplicated)} key(s) mapped twice: {_listing(duplicated)}")
+    found = (
+        ("missing {} key(s)", missing),
+        ("{} shape mismatch(es)", mismatched),
+        ("{} unexpected key(s)", unexpected),
+        ("{} key(s) mapped twice", duplicated),
+    )
+    problems = [f"{label.format(len(keys))}: {_listing(keys)}" for label, keys in found if keys]
     if problems:
         raise PosenfsError(f"cannot load {what}{where}: " + "; ".join(problems))
 
