@@ -67,8 +67,8 @@ def test_heatmap_and_crop_paths_to_the_image_agree():
             for i in range(n)
         ]
     )
-    via_crop = CODEC.crop_to_image(crop, center, scale, rotation)
-    via_heatmap = CODEC.heatmap_to_image(CODEC.crop_to_heatmap(crop), center, scale, rotation)
+    via_crop = CODEC.to_image(crop, center, scale, rotation, grid="crop")
+    via_heatmap = CODEC.to_image(CODEC.crop_to_heatmap(crop), center, scale, rotation)
     np.testing.assert_allclose(via_crop, image_pts, atol=1e-9)
     np.testing.assert_allclose(via_heatmap, image_pts, atol=1e-9)
 

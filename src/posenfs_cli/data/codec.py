@@ -13,7 +13,7 @@ coordinate *is* a pixel index and resampling is a plain affine, with no half-pix
 
 Training encodes crop joints as Gaussians (:meth:`HeatmapCodec.encode`); evaluation, prediction
 and drawing decode maps with argmax + a quarter-pixel step (:meth:`HeatmapCodec.decode`) and
-map the result with :meth:`HeatmapCodec.heatmap_to_image` / :meth:`HeatmapCodec.heatmap_to_crop`.
+map the result with :meth:`HeatmapCodec.to_image` / :meth:`HeatmapCodec.heatmap_to_crop`.
 Flip testing (:func:`flip_test`) averages the maps of a crop and of its mirror.
 
 Decoding functions accept numpy arrays or torch tensors and return the same kind, so decoding
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast, overload
+from typing import Literal, cast, overload
 
 import numpy as np
 import torch
@@ -353,26 +353,17 @@ class HeatmapCodec:
         sx, sy = self.stride
         return np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0]], dtype=np.float64)
 
-    def heatmap_to_image(
+    def to_image(
         self,
         coords: ArrayLike,
         center: ArrayLike,
         scale: ArrayLike,
         rotation: ArrayLike | float | None = None,
+        grid: Literal["heatmap", "crop"] = "heatmap",
     ) -> np.ndarray:
-        """Heatmap coords [N, K, 2] -> image pixels, through the crop affine at map resolution."""
-        h, w = self.heatmap_size
-        return crop_to_image_coords(coords, center, scale, rotation, (w, h))
-
-    def crop_to_image(
-        self,
-        coords: ArrayLike,
-        center: ArrayLike,
-        scale: ArrayLike,
-        rotation: ArrayLike | float | None = None,
-    ) -> np.ndarray:
-        """Crop coords [N, K, 2] -> image pixels, through the crop affine at input resolution."""
-        h, w = self.input_size
+        """Heatmap (or with ``grid="crop"``, crop) coords [N, K, 2] -> image pixels, through the
+        crop affine at that grid's resolution."""
+        h, w = self.heatmap_size if grid == "heatmap" else self.input_size
         return crop_to_image_coords(coords, center, scale, rotation, (w, h))
 
     # --- targets and predictions --------------------------------------------------------------
@@ -410,7 +401,7 @@ class HeatmapCodec:
         What evaluation and prediction both report, so the same crop scores what it predicts.
         """
         coords, scores = self.decode(maps, shift=True)
-        return self.heatmap_to_image(coords, center, scale, rotation), _as_numpy(scores)
+        return self.to_image(coords, center, scale, rotation), _as_numpy(scores)
 
 
 __all__ = [

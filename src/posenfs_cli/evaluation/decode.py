@@ -31,7 +31,7 @@ def heatmap_to_image_coords(
 ) -> np.ndarray:
     """Heatmap coords [N, K, 2] -> image pixels; ``heatmap_size`` is (w, h).
 
-    ``HeatmapCodec.heatmap_to_image`` without a codec at hand.
+    ``HeatmapCodec.to_image`` without a codec at hand.
     """
     return crop_to_image_coords(coords, center, scale, rotation, heatmap_size)
 
