@@ -117,17 +117,27 @@ def _require(module: str):
         ) from None
 
 
+def onnx_metadata(input_size: list[int], layout: KeypointLayout | None) -> dict[str, str]:
+    """What the exported file says about how to feed it and read its output."""
+    meta = {
+        "input_format": "rgb, ImageNet-normalised: (x/255 - mean) / std",
+        "mean": json.dumps(list(IMAGENET_MEAN)),
+        "std": json.dumps(list(IMAGENET_STD)),
+        "input_size_hw": json.dumps([int(input_size[0]), int(input_size[1])]),
+        "decode": "argmax + quarter offset, heatmap px -> image via inverse crop affine",
+    }
+    if layout is not None:
+        meta["keypoints"] = layout.name
+        meta["keypoint_names"] = json.dumps(list(layout.names))
+        meta["flip_pairs"] = json.dumps([list(p) for p in layout.flip_pairs])
+    return meta
+
+
 def export_onnx(
-    model: nn.Module,
-    input_size: list[int],
-    out: str | Path,
-    opset: int = 17,
-    batch: int | None = None,
-    layout: KeypointLayout | None = None,
+    model: nn.Module, input_size: list[int], out: Path, opset: int, batch: int | None, meta: dict
 ) -> Path:
-    """Write ``model`` to ONNX (``batch`` None: dynamic); metadata says how to feed it."""
+    """Write ``model`` to ONNX (``batch`` None: dynamic) with ``meta`` as its metadata."""
     onnx = _require("onnx")
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # the same folded copy eval/predict run: eval BN and α/β baked into the convs
     net = exportable(fold_for_inference(model.cpu()))
@@ -148,17 +158,6 @@ def export_onnx(
             do_constant_folding=True,
         )
     proto = onnx.load(str(out))
-    meta = {
-        "input_format": "rgb, ImageNet-normalised: (x/255 - mean) / std",
-        "mean": json.dumps(list(IMAGENET_MEAN)),
-        "std": json.dumps(list(IMAGENET_STD)),
-        "input_size_hw": json.dumps([h, w]),
-        "decode": "argmax + quarter offset, heatmap px -> image via inverse crop affine",
-    }
-    if layout is not None:
-        meta["keypoints"] = layout.name
-        meta["keypoint_names"] = json.dumps(list(layout.names))
-        meta["flip_pairs"] = json.dumps([list(p) for p in layout.flip_pairs])
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
@@ -197,7 +196,9 @@ def export_and_check(
 ) -> ExportReport:
     """Export, then compare with PyTorch (batch 2 for a dynamic export: proves the axis is free)."""
     t0 = time.perf_counter()
-    path = export_onnx(model, input_size, out, opset, batch, layout)
+    path = export_onnx(
+        model, input_size, Path(out), opset, batch, onnx_metadata(input_size, layout)
+    )
     check_batch = batch or 2
     diff, shape = check_onnx(model, path, input_size, check_batch)
     n: int | str = batch or "batch"
@@ -220,5 +221,6 @@ __all__ = [
     "export_and_check",
     "export_onnx",
     "exportable",
+    "onnx_metadata",
     "parse_batch",
 ]
