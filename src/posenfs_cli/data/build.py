@@ -60,6 +60,16 @@ def _check_input_size(cfg: DataConfig) -> tuple[int, int]:
     return check_input_size(list(cfg.input_size))  # the one rule, shared with validation.validate
 
 
+def _dataset_options(cfg: DataConfig, train: bool) -> dict[str, Any]:
+    """The keyword arguments every dataset class takes from the data config."""
+    return {
+        "input_size": _check_input_size(cfg),
+        "sigma": cfg.sigma,
+        "augment": cfg.augment,
+        "train": train,
+    }
+
+
 def synthetic_split(cfg: DataConfig, split: str) -> SynthSplit:
     """The in-memory synthetic split described by ``cfg`` (train and val seeds differ)."""
     syn = cfg.synthetic
@@ -73,12 +83,7 @@ def _synthetic_in_memory(cfg: DataConfig, split: str, train: bool) -> PoseDatase
     sp = synthetic_split(cfg, split)
     if sp.num_images < 1:
         raise PosenfsError(f"data.synthetic.{split}_images must be >= 1, got {sp.num_images}")
-    common: dict[str, Any] = {
-        "input_size": _check_input_size(cfg),
-        "sigma": cfg.sigma,
-        "augment": cfg.augment,
-        "train": train,
-    }
+    common = _dataset_options(cfg, train)
     source = SyntheticImageSource(sp)
     name = f"synthetic-{sp.style}/{split}"
     ann = split_annotations(sp)
@@ -140,12 +145,7 @@ def build_dataset(cfg: DataConfig, split: str, train: bool) -> PoseDataset:
             f"set data.keypoints={fmt}"
         )
     real_split = cfg.train_split if split == "train" else cfg.val_split
-    common: dict[str, Any] = {
-        "input_size": _check_input_size(cfg),
-        "sigma": cfg.sigma,
-        "augment": cfg.augment,
-        "train": train,
-    }
+    common = _dataset_options(cfg, train)
     if fmt == "mpii":
         return MPIIDataset.from_root(root, real_split, **common)
     coco_style = CrowdPoseDataset if fmt == "crowdpose" else COCODataset
@@ -199,12 +199,7 @@ def build_eval_dataset(
     else:
         if image_dir is None:
             raise PosenfsError("--ann-file needs --image-dir")
-        common: dict[str, Any] = {
-            "input_size": _check_input_size(cfg),
-            "sigma": cfg.sigma,
-            "augment": cfg.augment,
-            "train": False,
-        }
+        common = _dataset_options(cfg, train=False)
         if kind == "mpii":
             ds = MPIIDataset.from_files(ann_file, image_dir, head_boxes, **common)
         else:
