@@ -19,7 +19,7 @@ with them trains, evaluates, profiles and predicts like a CNF model. They have n
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -50,13 +50,14 @@ class Bottleneck(nn.Module):
         return F.relu(self.bn3(self.conv3(out)) + x)
 
 
-class BranchNet(nn.Module):
-    """One body part: fused pyramid at 1/4 → 1x1 to W → D bottlenecks → vector head."""
+class PartHead(nn.Module):
+    """One body part's hand-designed head: its own layers on the pyramid (``build``, which
+    returns their output channels), then the vector head for the part's joints."""
 
     def __init__(
         self,
         group: PartGroup,
-        cfg: BranchnetConfig,
+        cfg: Any,
         in_channels: list[int],
         vector_dim: int,
         bn_momentum: float = 0.1,
@@ -64,13 +65,24 @@ class BranchNet(nn.Module):
         super().__init__()
         self.name = group.name
         self.joints = group.joints
+        width = self.build(cfg, in_channels, bn_momentum)
+        self.head = VectorHead(width, len(group.joints), vector_dim)
+
+    def build(self, cfg: Any, in_channels: list[int], bn_momentum: float) -> int:
+        raise NotImplementedError
+
+
+class BranchNet(PartHead):
+    """One body part: fused pyramid at 1/4 → 1x1 to W → D bottlenecks → vector head."""
+
+    def build(self, cfg: BranchnetConfig, in_channels: list[int], bn_momentum: float) -> int:
         self.reduce = nn.Sequential(
             nn.Conv2d(sum(in_channels), cfg.width, 1, bias=False),
             nn.BatchNorm2d(cfg.width, momentum=bn_momentum),
             nn.ReLU(inplace=True),
         )
         self.blocks = nn.Sequential(*[Bottleneck(cfg.width, bn_momentum) for _ in range(cfg.depth)])
-        self.head = VectorHead(cfg.width, len(group.joints), vector_dim)
+        return cfg.width
 
     def forward(self, pyramid: list[Tensor]) -> Tensor:
         size = pyramid[0].shape[-2:]
@@ -80,20 +92,10 @@ class BranchNet(nn.Module):
         return cast(Tensor, self.head(self.blocks(self.reduce(torch.cat(feats, dim=1)))))
 
 
-class DeconvHead(nn.Module):
+class DeconvHead(PartHead):
     """SimpleBaseline: coarsest level → N × [deconv k stride 2, BN, ReLU] → vector head (1x1)."""
 
-    def __init__(
-        self,
-        group: PartGroup,
-        cfg: DeconvConfig,
-        in_channels: list[int],
-        vector_dim: int,
-        bn_momentum: float = 0.1,
-    ):
-        super().__init__()
-        self.name = group.name
-        self.joints = group.joints
+    def build(self, cfg: DeconvConfig, in_channels: list[int], bn_momentum: float) -> int:
         pad, out_pad = {4: (1, 0), 3: (1, 1), 2: (0, 0)}[cfg.kernel]
         layers: list[nn.Module] = []
         c = in_channels[-1]
@@ -113,7 +115,7 @@ class DeconvHead(nn.Module):
             ]
             c = cfg.channels
         self.deconv = nn.Sequential(*layers)
-        self.head = VectorHead(c, len(group.joints), vector_dim)
+        return c
 
     def forward(self, pyramid: list[Tensor]) -> Tensor:
         # The head's own ReLU is a no-op after the deconv stack's ReLU (kept: one head class).
