@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -98,3 +100,66 @@ O_EXIST_OK = typer.Option(False, "--exist-ok", help="Reuse runs/<cmd>/<name> if 
 O_RESUME = typer.Option(None, "--resume", help="Continue the run in this folder exactly.")
 O_DEVICE = typer.Option(None, "--device", help="auto | cpu | cuda[:N].")
 O_PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
+
+
+def _shared(
+    ctx: typer.Context,
+    recipe: str | None = O_RECIPE,
+    dataset: str | None = O_DATASET,
+    data_root: str | None = O_DATA_ROOT,
+    epochs: int | None = O_EPOCHS,
+    batch_size: int | None = O_BATCH,
+    lr: float | None = O_LR,
+    input_size: str | None = O_INPUT,
+    parts: str | None = O_PARTS,
+    backbone: str | None = O_BACKBONE,
+    pretrained: str | None = O_PRETRAINED,
+    workers: int | None = O_WORKERS,
+    seed: int | None = O_SEED,
+    val_every: int | None = O_VAL_EVERY,
+    grad_clip: float | None = O_GRAD_CLIP,
+    amp: str | None = O_AMP,
+    compile: str | None = O_COMPILE,
+    sets: list[str] = O_SET,
+    name: str | None = O_NAME,
+    project: Path = O_PROJECT,
+    exist_ok: bool = O_EXIST_OK,
+    resume: Path | None = O_RESUME,
+    device: str | None = O_DEVICE,
+    progress: bool = O_PROGRESS,
+) -> None:
+    """The parameters of both commands, in their help order (the signature only)."""
+
+
+def run_command(
+    command: str, after_lr: tuple[str, ...] = ()
+) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., None]]:
+    """Make ``search`` or ``train`` from a function that declares only its own options and the
+    help text, and returns the extra keyword arguments of the API call.
+
+    The command's options are the shared ones with its own inserted: after --recipe, or, for
+    the names in ``after_lr``, after --lr. It launches the run with all of them.
+    """
+
+    def decorate(own: Callable[..., dict[str, Any]]) -> Callable[..., None]:
+        shared = list(inspect.signature(_shared, eval_str=True).parameters.values())
+        mine = list(inspect.signature(own, eval_str=True).parameters.values())
+        at_lr = [i for i, p in enumerate(shared) if p.name == "lr"][0] + 1
+        params = [
+            *shared[:2],
+            *(p for p in mine if p.name not in after_lr),
+            *shared[2:at_lr],
+            *(p for p in mine if p.name in after_lr),
+            *shared[at_lr:],
+        ]
+
+        def run(ctx: typer.Context, **values: Any) -> None:
+            extra = own(**{p.name: values[p.name] for p in mine})
+            launch(ctx, command, values, **extra)
+
+        run.__name__, run.__doc__ = own.__name__, own.__doc__
+        run.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run
+
+    return decorate
