@@ -20,6 +20,12 @@ err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Options several commands share (Typer reads these defaults per command).
+LATEST = "[default: the newest runs/search|train/*/best.safetensors]"
+O_CHECKPOINT = typer.Argument(None, help=f"A posenfs .safetensors checkpoint {LATEST}.")
+O_DEVICE = typer.Option(None, "--device", help="auto | cpu | cuda[:N].")
+O_JSON = typer.Option(False, "--json", help="Print one JSON object instead.")
+
 
 @dataclass
 class GlobalState:

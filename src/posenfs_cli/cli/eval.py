@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from posenfs_cli.cli.common import (
+    O_CHECKPOINT,
+    O_DEVICE,
     checkpoint_or_latest,
     console,
     resolve_device_option,
@@ -20,11 +22,7 @@ from posenfs_cli.views.progress import EvalBar
 
 def eval_command(
     ctx: typer.Context,
-    checkpoint: Path | None = typer.Argument(
-        None,
-        help="A posenfs .safetensors checkpoint [default: the newest "
-        "runs/search|train/*/best.safetensors].",
-    ),
+    checkpoint: Path | None = O_CHECKPOINT,
     dataset: str | None = typer.Option(
         None, "--dataset", help="mpii | coco | synthetic [default: the checkpoint's]."
     ),
@@ -53,7 +51,7 @@ def eval_command(
     sets: list[str] = typer.Option([], "--set", help="Override a data/eval key: key.path=value."),
     name: str | None = typer.Option(None, "--name", help="Run name under runs/eval/."),
     project: Path = typer.Option(Path("runs"), "--project"),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda[:N]."),
+    device: str | None = O_DEVICE,
     compile: str | None = typer.Option(
         None,
         "--compile",

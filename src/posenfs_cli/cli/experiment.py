@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import typer
 
-from posenfs_cli.cli.common import console, resolve_device_option, user_errors
+from posenfs_cli.cli.common import O_DEVICE, console, resolve_device_option, user_errors
 
 
 def experiment_command(
@@ -31,7 +31,7 @@ def experiment_command(
         [], "--set", help="Override a key of every run: key.path=value (repeatable)."
     ),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (torch)."),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda[:N]."),
+    device: str | None = O_DEVICE,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Run recipes × seeds (search or train each), then write summary.md and curves.png.

@@ -6,18 +6,14 @@ from pathlib import Path
 
 import typer
 
-from posenfs_cli.cli.common import checkpoint_or_latest, console, fail, user_errors
+from posenfs_cli.cli.common import O_CHECKPOINT, checkpoint_or_latest, console, fail, user_errors
 from posenfs_cli.errors import PosenfsError
 
 FORMATS = ("onnx",)
 
 
 def export_command(
-    checkpoint: Path | None = typer.Argument(
-        None,
-        help="A posenfs .safetensors checkpoint [default: the newest "
-        "runs/search|train/*/best.safetensors].",
-    ),
+    checkpoint: Path | None = O_CHECKPOINT,
     fmt: str = typer.Option("onnx", "--format", "-f", help="Export format (onnx)."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output file (default: the checkpoint's path with .onnx)."

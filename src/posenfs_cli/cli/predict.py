@@ -12,6 +12,8 @@ from pathlib import Path
 import typer
 
 from posenfs_cli.cli.common import (
+    LATEST,
+    O_DEVICE,
     checkpoint_or_latest,
     console,
     resolve_device_option,
@@ -30,8 +32,7 @@ def predict_command(
         None,
         "--checkpoint",
         "-c",
-        help="A posenfs .safetensors checkpoint [default: the newest "
-        "runs/search|train/*/best.safetensors].",
+        help=f"A posenfs .safetensors checkpoint {LATEST}.",
     ),
     boxes: Path | None = typer.Option(
         None,
@@ -62,7 +63,7 @@ def predict_command(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output folder (default runs/predict/<name>, auto-numbered)."
     ),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda[:N]."),
+    device: str | None = O_DEVICE,
     max_frames: int | None = typer.Option(
         None, "--max-frames", help="Stop after N images/frames (videos, webcams, folders)."
     ),

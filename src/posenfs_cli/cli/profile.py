@@ -10,6 +10,9 @@ from typing import Any
 import typer
 
 from posenfs_cli.cli.common import (
+    LATEST,
+    O_DEVICE,
+    O_JSON,
     checkpoint_or_latest,
     console,
     err_console,
@@ -23,8 +26,7 @@ def profile_command(
     ctx: typer.Context,
     checkpoint: Path | None = typer.Argument(
         None,
-        help="A posenfs .safetensors checkpoint, or --recipe [default: the newest "
-        "runs/search|train/*/best.safetensors].",
+        help=f"A posenfs .safetensors checkpoint, or --recipe {LATEST}.",
     ),
     recipe: str | None = typer.Option(
         None, "--recipe", "-r", help="A recipe YAML or shipped name (mpii/mbv2_p3_h1_c10_256)."
@@ -40,8 +42,8 @@ def profile_command(
         True, "--channels-last/--no-channels-last", help="Time in channels_last memory format."
     ),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: key.path=value."),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda[:N]."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
+    device: str | None = O_DEVICE,
+    as_json: bool = O_JSON,
     compile: str = typer.Option(
         "auto", "--compile", help="auto | on | off: time the torch.compiled model (auto: off)."
     ),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from posenfs_cli.cli.common import console, resolve_device_option, user_errors
+from posenfs_cli.cli.common import O_DEVICE, O_JSON, console, resolve_device_option, user_errors
 from posenfs_cli.options import PruneOptions
 
 
@@ -35,8 +35,8 @@ def prune_command(
     batch_size: int = typer.Option(4, "--batch-size", "-b", help="Random inputs to verify on."),
     timing: bool = typer.Option(True, "--timing/--no-timing", help="Measure bs1 latency."),
     runs: int = typer.Option(10, "--runs", help="Timed runs per latency (fastest shown)."),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda[:N]."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
+    device: str | None = O_DEVICE,
+    as_json: bool = O_JSON,
 ) -> None:
     """Remove cells, input slots and ops whose weight is 0 (or <= --threshold), physically.
 

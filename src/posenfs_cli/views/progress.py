@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import progress as rp
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from posenfs_cli.views.evaluate import show_start
 
@@ -27,8 +21,13 @@ class EvalBar:
 
     def start(self, job: Any) -> None:
         show_start(self.console, job)
-        columns = (BarColumn(), MofNCompleteColumn(), TextColumn("eta"), TimeRemainingColumn())
-        self.progress = Progress(TextColumn("[bold]eval"), *columns, console=self.console)
+        columns = (
+            rp.BarColumn(),
+            rp.MofNCompleteColumn(),
+            rp.TextColumn("eta"),
+            rp.TimeRemainingColumn(),
+        )
+        self.progress = Progress(rp.TextColumn("[bold]eval"), *columns, console=self.console)
         self.progress.start()
         self.task = self.progress.add_task("eval", total=len(job.dataset))
 
@@ -52,13 +51,13 @@ class PredictBar:
     def start(self, job: Any) -> None:
         for note in job.notes:
             self.console.print(f"[dim]{note}[/]")
-        columns = (TextColumn("{task.fields[persons]} persons"), TimeElapsedColumn())
+        columns = (rp.TextColumn("{task.fields[persons]} persons"), rp.TimeElapsedColumn())
         self.progress = Progress(
-            TextColumn("[bold]predict[/] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
+            rp.TextColumn("[bold]predict[/] {task.description}"),
+            rp.BarColumn(),
+            rp.MofNCompleteColumn(),
             *columns,
-            TimeRemainingColumn(),
+            rp.TimeRemainingColumn(),
             console=self.console,
             disable=job.source.kind == "image",
             transient=False,
