@@ -158,6 +158,7 @@ def run_command(
             launch(ctx, command, values, **extra)
 
         run.__name__, run.__doc__ = own.__name__, own.__doc__
+        # Typer reads the signature; functions have no declared __signature__ attribute
         run.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
         run.__annotations__ = {p.name: p.annotation for p in params}
         return run
