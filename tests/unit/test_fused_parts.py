@@ -89,7 +89,11 @@ def test_folded_inference_copy_runs_fused_and_exact():
     with torch.no_grad():
         ref = separate(x)
         inf_s, inf_f = inference_model(separate), inference_model(fused)
-        assert getattr(inf_f, "model", inf_f).parts_exec == "fused"
+        net = getattr(inf_f, "model", inf_f)
+        assert net.parts_exec == "fused"
+        # the frozen copy concatenates the parts' weights once, outside its state dict
+        assert any(".fused_weight" in name for name, _ in net.named_buffers())
+        assert not any("fused_" in k for k in net.state_dict())
         assert _max_diff([inf_f(x)], [inf_s(x)]) <= TOL
         assert _max_diff([inf_f(x)], [ref]) <= TOL
 

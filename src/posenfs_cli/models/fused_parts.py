@@ -69,6 +69,51 @@ def check_fusable(parts: Sequence[Any]) -> None:
             )
 
 
+_PREFIX = "fused_"
+
+
+def _frozen(
+    m0: nn.Module, name: str, mods: Sequence[nn.Module], precomputed: bool = True
+) -> Tensor | None:
+    """The parts' ``name`` tensors concatenated: precomputed on a frozen inference copy
+    (``freeze_fused``), else concatenated now (so autograd reaches every part's parameter)."""
+    pre = m0._buffers.get(_PREFIX + name) if precomputed else None
+    if pre is not None:
+        return pre
+    if getattr(m0, name) is None:
+        return None
+    return torch.cat([cast(Tensor, getattr(m, name)) for m in mods])
+
+
+def freeze_fused(model: nn.Module) -> None:
+    """Concatenate the parts' weights once, as non-persistent buffers on the first part's
+    modules (state dicts keep their keys; ``.to()`` moves them), so a fused forward of the frozen
+    inference copy (``models.fold``) launches no concatenations. Only for a copy whose weights
+    never change again."""
+    parts = getattr(model, "parts", None)
+    if getattr(model, "parts_exec", None) != "fused" or parts is None:
+        return
+    channels = 0  # of the cell the modules below belong to (named_modules is pre-order)
+    for mods in zip(*(p.modules() for p in parts), strict=True):
+        m0 = mods[0]
+        if isinstance(m0, Cell):
+            channels = m0.channels
+        names: tuple[str, ...] = ()
+        if isinstance(m0, nn.Conv2d):
+            names = ("weight", "bias")
+        elif isinstance(m0, nn.BatchNorm2d) and not m0.training:
+            names = ("weight", "bias", "running_mean", "running_var")
+        for name in names:
+            if getattr(m0, name) is not None:
+                cat = torch.cat([getattr(m, name).detach() for m in mods])
+                m0.register_buffer(_PREFIX + name, cat, persistent=False)
+        if isinstance(m0, ConstScale):  # a folded skip op or identity transform of the cell
+            vec = torch.tensor([cast(ConstScale, m).value for m in mods]).repeat_interleave(
+                channels
+            )
+            m0.register_buffer(_PREFIX + "value", vec.view(1, -1, 1, 1), persistent=False)
+
+
 def _per_channel(w: Tensor, c: int) -> Tensor:
     """``[P, ...]`` per-part weights -> ``[..., P·c]``: each part's weight on its c channels."""
     w = w.movedim(0, -1)
@@ -79,12 +124,12 @@ def _conv(convs: Sequence[nn.Module], x: Tensor, shared_input: bool = False) -> 
     """The parts' convolutions as one: grouped over the part blocks, or dense (``shared_input``:
     every part reads the same ``x``, as the adapters on the backbone pyramid)."""
     c0 = cast(nn.Conv2d, convs[0])
-    weight = torch.cat([cast(nn.Conv2d, c).weight for c in convs])
-    bias = None if c0.bias is None else torch.cat([cast(Tensor, c.bias) for c in convs])
+    weight, bias = cast(Tensor, _frozen(c0, "weight", convs)), _frozen(c0, "bias", convs)
     if isinstance(c0, DepthwiseConv):
         return depthwise_conv3x3(x, weight, bias, c0.dilation[0])
     groups = c0.groups * (1 if shared_input else len(convs))
-    return F.conv2d(x, weight, bias, c0.stride, c0.padding, c0.dilation, groups)
+    padding = cast("tuple[int, ...]", c0.padding)  # never 'same' in this model
+    return F.conv2d(x, weight, bias, c0.stride, padding, c0.dilation, groups)
 
 
 def _batch_norm(bns: Sequence[nn.Module], x: Tensor, w: Tensor | None) -> Tensor:
@@ -96,20 +141,28 @@ def _batch_norm(bns: Sequence[nn.Module], x: Tensor, w: Tensor | None) -> Tensor
     momentum = b0.momentum
     if momentum is None:  # cumulative moving average: the parts count batches alike
         momentum = 1.0 / float(cast(Tensor, b0.num_batches_tracked)) if b0.training else 0.0
-    weight = w if b0.weight is None else torch.cat([b.weight for b in norms])
+    weight = w if b0.weight is None else _frozen(b0, "weight", norms)
     if b0.weight is not None and w is not None:
-        weight = weight * w
-    bias = None if b0.bias is None else torch.cat([b.bias for b in norms])
+        weight = cast(Tensor, weight) * w
+    bias = _frozen(b0, "bias", norms)
     if bias is not None and w is not None:
         bias = bias * w
     track = (not b0.training or b0.track_running_stats) and b0.running_mean is not None
-    mean = torch.cat([cast(Tensor, b.running_mean) for b in norms]) if track else None
-    var = torch.cat([cast(Tensor, b.running_var) for b in norms]) if track else None
-    y = F.batch_norm(x, mean, var, weight, bias, b0.training or not track, momentum, b0.eps)
-    if b0.training and mean is not None and var is not None:  # F.batch_norm updated the copies
-        c = b0.num_features
-        torch._foreach_copy_([cast(Tensor, b.running_mean) for b in norms], torch.split(mean, c))
-        torch._foreach_copy_([cast(Tensor, b.running_var) for b in norms], torch.split(var, c))
+    if not track:
+        return F.batch_norm(x, None, None, weight, bias, True, momentum, b0.eps)
+    if not b0.training:
+        mean = cast(Tensor, _frozen(b0, "running_mean", norms))
+        var = cast(Tensor, _frozen(b0, "running_var", norms))
+        return F.batch_norm(x, mean, var, weight, bias, False, momentum, b0.eps)
+    # training: one copy of every part's statistics, updated in place by F.batch_norm (through
+    # two views), then written back to the parts' buffers in one call
+    stats = [cast(Tensor, b.running_mean) for b in norms] + [
+        cast(Tensor, b.running_var) for b in norms
+    ]
+    both = torch.cat(stats)
+    mean, var = both.chunk(2)
+    y = F.batch_norm(x, mean, var, weight, bias, True, momentum, b0.eps)
+    torch._foreach_copy_(stats, torch.split(both, b0.num_features))
     return y
 
 
@@ -138,8 +191,11 @@ def _op(mods: Sequence[nn.Module], x: Tensor, w: Tensor | None) -> Tensor:
         values = [cast(ConstScale, m).value for m in mods]
         if all(v == 1.0 for v in values):
             return x
-        vec = torch.tensor(values, dtype=x.dtype, device=x.device)
-        return x * vec.repeat_interleave(x.shape[1] // len(mods)).view(1, -1, 1, 1)
+        vec = m0._buffers.get(_PREFIX + "value")
+        if vec is None:
+            vec = torch.tensor(values, dtype=x.dtype, device=x.device)
+            vec = vec.repeat_interleave(x.shape[1] // len(mods)).view(1, -1, 1, 1)
+        return x * vec
     if isinstance(m0, Upsample):
         ups = cast("list[Upsample]", list(mods))
         y = _conv([u.conv for u in ups], x)
