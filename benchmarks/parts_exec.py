@@ -103,6 +103,8 @@ def measure(path: Path, modes: list[str], device: torch.device, args) -> list[di
         fwd[mode] = lambda f=fold, x=x1: f(x)
         steps[mode] = step
         rows[mode] = row
+    if args.counts_only:
+        return list(rows.values())
     with torch.inference_mode():
         for mode, ms in medians_ms(fwd, device, args.runs).items():
             rows[mode]["forward_bs1_ms"] = ms
@@ -121,6 +123,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--modes", nargs="*", default=["separate", "fused"])
+    ap.add_argument("--counts-only", action="store_true", help="op counts, no timings")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
