@@ -11,6 +11,7 @@ from posenfs_cli.data.layouts import KeypointLayout, get_layout
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.backbones import build_backbone
 from posenfs_cli.models.backbones.fabric import FabricBackbone
+from posenfs_cli.models.fused_parts import PARTS_EXEC
 from posenfs_cli.models.parts import PartGroup, resolve_parts
 from posenfs_cli.models.posenet import PartNet, PoseNet
 from posenfs_cli.nas.fabric import FabricSpec, PruneSpec
@@ -37,6 +38,10 @@ def validate_model_config(cfg: ModelConfig) -> None:
         check_ops(cfg.fabric.ops, "model.fabric.ops")
     if not 0 <= cfg.cut < cfg.layers:
         raise PosenfsError(f"model.cut must be in [0, layers={cfg.layers}), got {cfg.cut}")
+    if cfg.parts_exec not in PARTS_EXEC:
+        raise PosenfsError(
+            f"model.parts_exec must be {' or '.join(PARTS_EXEC)}; got {cfg.parts_exec!r}"
+        )
     for name in ("hidden", "channels", "vector_dim"):
         if getattr(cfg, name) < 1:
             raise PosenfsError(f"model.{name} must be >= 1, got {getattr(cfg, name)}")
@@ -89,7 +94,7 @@ def build_model(
             cfg.vector_dim,
             cfg.bn_momentum,
         )
-        return PoseNet(backbone, baseline, layout.num_joints)
+        return PoseNet(backbone, baseline, layout.num_joints, cfg.parts_exec)
     spec = subnet_spec(cfg)
     parts = [
         PartNet(
@@ -103,7 +108,7 @@ def build_model(
         )
         for g in groups
     ]
-    return PoseNet(backbone, parts, layout.num_joints)
+    return PoseNet(backbone, parts, layout.num_joints, cfg.parts_exec)
 
 
 def build_from_recipe(recipe: Recipe, load_pretrained: bool = True) -> PoseNet:

@@ -9,7 +9,8 @@ the same function as ``model.eval()`` up to float rounding:
 2. every BatchNorm that directly follows a convolution (``nn.Sequential`` neighbours, or the
    ``conv``/``bn`` and ``convK``/``bnK`` attribute pairs whose ``forward`` chains them) is folded
    into that convolution's weight and bias and replaced by ``nn.Identity``. BatchNorms after a
-   pooling stay (as one per-channel affine).
+   pooling stay (as one per-channel affine);
+3. with ``model.parts_exec=fused`` the parts' weights are concatenated once (``fused_parts``).
 """
 
 from __future__ import annotations
@@ -140,6 +141,9 @@ def fold_for_inference(model: nn.Module) -> nn.Module:
     fold_batch_norms(net)
     for p in net.parameters():
         p.requires_grad_(False)
+    from posenfs_cli.models.fused_parts import freeze_fused  # it imports this module
+
+    freeze_fused(net)
     return net
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from posenfs_cli.errors import PosenfsError
+from posenfs_cli.models.fused_parts import check_fusable, fused_forward
 from posenfs_cli.models.head import VectorHead, merge_parts
 from posenfs_cli.models.parts import PartGroup
 from posenfs_cli.nas.fabric import CNF, FabricSpec, PruneSpec, scale_channels
@@ -63,8 +64,18 @@ class PoseNet(nn.Module):
 
     merge_index: Tensor  # a buffer (register_buffer below)
 
-    def __init__(self, backbone: nn.Module, parts: Sequence[nn.Module], num_joints: int):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        parts: Sequence[nn.Module],
+        num_joints: int,
+        parts_exec: str = "separate",
+    ):
         super().__init__()
+        if parts_exec == "fused":
+            check_fusable(parts)
+        # "fused": the parts run as one fabric (models.fused_parts); an execution mode only
+        self.parts_exec = parts_exec
         self.backbone = backbone
         self.parts = nn.ModuleList(parts)
         self.num_joints = num_joints
@@ -75,7 +86,10 @@ class PoseNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         pyramid = self.backbone(x)
-        maps = [part(pyramid) for part in self.parts]
+        if self.parts_exec == "fused":
+            maps = [fused_forward(cast("list[PartNet]", list(self.parts)), pyramid)]
+        else:
+            maps = [part(pyramid) for part in self.parts]
         if self.identity_merge:
             return maps[0] if len(maps) == 1 else torch.cat(maps, dim=1)
         return merge_parts(maps, self.merge_index, self.num_joints)

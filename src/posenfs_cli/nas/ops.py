@@ -91,15 +91,20 @@ class DepthwiseConv(nn.Conv2d):
         super().__init__(c, c, 3, padding=dilation, dilation=dilation, groups=c, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        d = self.dilation[0]
-        n, c, h, w = x.shape
-        if d == 1 or x.device.type != "cpu" or not torch.is_grad_enabled() or h % d or w % d:
-            return super().forward(x)
-        sub = x.reshape(n, c, h // d, d, w // d, d).permute(0, 3, 5, 1, 2, 4)
-        sub = sub.reshape(n * d * d, c, h // d, w // d).contiguous(memory_format=_fmt(x))
-        y = F.conv2d(sub, self.weight, None, 1, 1, 1, c)
-        y = y.reshape(n, d, d, c, h // d, w // d).permute(0, 3, 4, 1, 5, 2)
-        return y.reshape(n, c, h, w).contiguous(memory_format=_fmt(x))
+        return depthwise_conv3x3(x, self.weight, self.bias, self.dilation[0])
+
+
+def depthwise_conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None, d: int) -> Tensor:
+    """``DepthwiseConv`` as a function of its weight (``[c, 1, 3, 3]``), so the fused part
+    execution (``models.fused_parts``) takes the same sub-grid path with stacked weights."""
+    n, c, h, w = x.shape
+    if d == 1 or x.device.type != "cpu" or not torch.is_grad_enabled() or h % d or w % d:
+        return F.conv2d(x, weight, bias, 1, d, d, c)
+    sub = x.reshape(n, c, h // d, d, w // d, d).permute(0, 3, 5, 1, 2, 4)
+    sub = sub.reshape(n * d * d, c, h // d, w // d).contiguous(memory_format=_fmt(x))
+    y = F.conv2d(sub, weight, bias, 1, 1, 1, c)
+    y = y.reshape(n, d, d, c, h // d, w // d).permute(0, 3, 4, 1, 5, 2)
+    return y.reshape(n, c, h, w).contiguous(memory_format=_fmt(x))
 
 
 def _fmt(x: Tensor) -> torch.memory_format:
