@@ -26,10 +26,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from posenfs_cli.config import load_recipe
-from posenfs_cli.device import select_device, tune_backend
+from posenfs_cli.device import ChannelsLast, select_device, tune_backend
 from posenfs_cli.models.build import build_from_recipe
 from posenfs_cli.models.fold import inference_model
-from posenfs_cli.profiling import ChannelsLast
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = [

@@ -85,8 +85,9 @@ class ModelConfig:
     # level unless the whole pyramid already has the CNF's widths) or "per_level" (an identity
     # for each level that matches; how posenfs 0.1.0 built them, kept to read its checkpoints).
     adapters: str = "all"
-    # How the P part CNFs run: "separate" (one after another) or "fused" (one pass of grouped
-    # convolutions over all parts; same parameters and outputs; needs unpruned, identical parts).
+    # How the P part CNFs train: "separate" (one after another) or "fused" (one pass of grouped
+    # convolutions over all parts; same parameters and outputs; needs identical parts, so a
+    # pruned model runs separate). Inference copies (eval/predict) run fused whenever they can.
     parts_exec: str = "separate"
 
 

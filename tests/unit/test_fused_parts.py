@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from posenfs_cli.config import ModelConfig
-from posenfs_cli.data.keypoints import MPII
+from posenfs_cli.data.layouts import MPII
 from posenfs_cli.device import maybe_compile
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.build import build_model
@@ -90,7 +90,9 @@ def test_folded_inference_copy_runs_fused_and_exact():
         ref = separate(x)
         inf_s, inf_f = inference_model(separate), inference_model(fused)
         net = getattr(inf_f, "model", inf_f)
-        assert net.parts_exec == "fused"
+        # the inference copy runs fused whatever mode the model trains in
+        assert net.parts_exec == "fused" and inf_s.model.parts_exec == "fused"
+        assert separate.parts_exec == "separate"  # the original is untouched
         # the frozen copy concatenates the parts' weights once, outside its state dict
         assert any(".fused_weight" in name for name, _ in net.named_buffers())
         assert not any("fused_" in k for k in net.state_dict())
@@ -113,8 +115,12 @@ def test_compiled_fused_matches_separate_eager():
 
 def test_unfusable_models_are_rejected_with_one_line():
     cfg = ModelConfig(channels=4, parts=3, parts_exec="fused")
+    # a pruned model (e.g. `posenfs prune` of a fused search) runs its parts separately
+    pruned = build_model(cfg, MPII, prune={"head": PruneSpec(ops={"skip"})}, load_pretrained=False)
+    assert pruned.parts_exec == "separate"
+    assert inference_model(pruned).model.parts_exec == "separate"
     with pytest.raises(PosenfsError, match="unpruned model; part 'head' is pruned") as err:
-        build_model(cfg, MPII, prune={"head": PruneSpec(ops={"skip"})}, load_pretrained=False)
+        PoseNet(pruned.backbone, list(pruned.parts), MPII.num_joints, parts_exec="fused")
     assert "\n" not in str(err.value) and "use model.parts_exec=separate" in str(err.value)
     with pytest.raises(PosenfsError, match="needs CNF parts"):
         build_model(ModelConfig(head="deconv", parts_exec="fused"), MPII, load_pretrained=False)

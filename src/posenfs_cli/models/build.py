@@ -96,6 +96,8 @@ def build_model(
         )
         return PoseNet(backbone, baseline, layout.num_joints, cfg.parts_exec)
     spec = subnet_spec(cfg)
+    # pruned parts differ in structure, so they run one after another (an execution mode only)
+    pruned = any(not p.is_empty() for name, p in prune.items() if name != "backbone")
     parts = [
         PartNet(
             g,
@@ -108,7 +110,7 @@ def build_model(
         )
         for g in groups
     ]
-    return PoseNet(backbone, parts, layout.num_joints, cfg.parts_exec)
+    return PoseNet(backbone, parts, layout.num_joints, "separate" if pruned else cfg.parts_exec)
 
 
 def build_from_recipe(recipe: Recipe, load_pretrained: bool = True) -> PoseNet:

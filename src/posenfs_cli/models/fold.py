@@ -10,7 +10,8 @@ the same function as ``model.eval()`` up to float rounding:
    ``conv``/``bn`` and ``convK``/``bnK`` attribute pairs whose ``forward`` chains them) is folded
    into that convolution's weight and bias and replaced by ``nn.Identity``. BatchNorms after a
    pooling stay (as one per-channel affine);
-3. with ``model.parts_exec=fused`` the parts' weights are concatenated once (``fused_parts``).
+3. parts of one structure (an unpruned CNF model) run fused, their weights concatenated once
+   (``fused_parts``), whatever ``model.parts_exec`` the model trains with.
 """
 
 from __future__ import annotations
@@ -133,7 +134,11 @@ def fold_batch_norms(model: nn.Module) -> int:
 
 def fold_for_inference(model: nn.Module) -> nn.Module:
     """A frozen eval-mode copy of ``model`` with α/β and BatchNorm folded (see module doc)."""
+    from posenfs_cli.models.fused_parts import freeze_fused, fusable  # it imports this module
+
     model = getattr(model, "_orig_mod", model)
+    parts = getattr(model, "parts", None)
+    fuse = hasattr(model, "parts_exec") and parts is not None and fusable(list(parts))
     net = copy.deepcopy(model).eval()
     for m in list(net.modules()):
         if isinstance(m, CNF):
@@ -141,9 +146,9 @@ def fold_for_inference(model: nn.Module) -> nn.Module:
     fold_batch_norms(net)
     for p in net.parameters():
         p.requires_grad_(False)
-    from posenfs_cli.models.fused_parts import freeze_fused  # it imports this module
-
-    freeze_fused(net)
+    if fuse:  # exact, and fewer (larger) kernels: faster on CPU, fewer launches on a GPU
+        net.parts_exec = "fused"
+        freeze_fused(net)
     return net
 
 

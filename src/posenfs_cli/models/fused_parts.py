@@ -52,6 +52,15 @@ def _structure(part: Any) -> list[Any]:
     return sig
 
 
+def fusable(parts: Sequence[Any]) -> bool:
+    """Whether ``parts`` can run fused (see ``check_fusable``)."""
+    try:
+        check_fusable(parts)
+    except PosenfsError:
+        return False
+    return True
+
+
 def check_fusable(parts: Sequence[Any]) -> None:
     """One clear line unless ``parts`` are unpruned CNF parts of one structure."""
     if not parts or not all(isinstance(getattr(p, "cnf", None), CNF) for p in parts):
