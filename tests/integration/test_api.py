@@ -11,7 +11,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from posenfs_cli import api
 from posenfs_cli.engine import run as runfiles
@@ -23,12 +22,7 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import typer
 from rich.markup import escape
 
 from posenfs_cli.cli.common import console, fail, resolve_device_option, user_errors
+from posenfs_cli.cli.train_options import shared_options
 from posenfs_cli.engine import run as runfiles
-from posenfs_cli.engine.train_run import DEFAULT_RECIPE, TrainHooks
+from posenfs_cli.engine.train_run import TrainHooks
 from posenfs_cli.options import RecipeOptions, RunOptions
 
 
@@ -61,76 +62,6 @@ def launch(ctx: typer.Context, command: str, params: dict[str, Any], **extra: An
         fail(str(exc), exc.exit_code)
 
 
-# Options shared by `search` and `train` (Typer reads these OptionInfo defaults per command).
-O_RECIPE = typer.Option(
-    None,
-    "--recipe",
-    "-r",
-    help=f"Recipe YAML or shipped name (e.g. synthetic/tiny) [default: {DEFAULT_RECIPE}; "
-    "with --dataset mpii or coco, the paper's MobileNetV2 recipe for it].",
-)
-O_DATASET = typer.Option(None, "--dataset", help="synthetic | mpii | coco | crowdpose.")
-O_DATA_ROOT = typer.Option(None, "--data-root", help="Dataset folder (see README: data layouts).")
-O_EPOCHS = typer.Option(None, "--epochs", help="Number of epochs.")
-O_BATCH = typer.Option(None, "--batch-size", "-b", help="Batch size (per process).")
-O_LR = typer.Option(None, "--lr", help="Weight learning rate (Adam).")
-O_INPUT = typer.Option(None, "--input-size", help="N or HxW, e.g. 256 or 384x288.")
-O_PARTS = typer.Option(None, "--parts", help="1 | 3 | 5 | 8 | random | custom.")
-O_BACKBONE = typer.Option(None, "--backbone", help="mobilenet_v2 | resnet50 | hrnet_w32 | fabric.")
-O_WORKERS = typer.Option(None, "--workers", "-j", help="Data-loading worker processes.")
-O_SEED = typer.Option(None, "--seed", help="Seed (data order, augmentation, random arch).")
-O_VAL_EVERY = typer.Option(None, "--val-every", help="Validate every N epochs.")
-O_GRAD_CLIP = typer.Option(None, "--grad-clip", help="Clip the gradient norm (0: off).")
-O_AMP = typer.Option(None, "--amp", help="auto | bf16 | fp16 | off (auto: bf16 on CUDA).")
-O_PRETRAINED = typer.Option(
-    None,
-    "--pretrained",
-    help="Backbone initialisation: imagenet (downloaded once, see README), a weights file, "
-    "or none [default: the recipe's].",
-)
-O_COMPILE = typer.Option(
-    None,
-    "--compile",
-    help="auto | on | off: torch.compile the model (auto: CUDA runs of >= 5000 steps).",
-)
-O_SET = typer.Option([], "--set", help="Override any recipe key: key.path=value (repeatable).")
-O_NAME = typer.Option(None, "--name", help="Run name (auto-incremented if it exists).")
-O_PROJECT = typer.Option(Path("runs"), "--project", help="Parent folder of run folders.")
-O_EXIST_OK = typer.Option(False, "--exist-ok", help="Reuse runs/<cmd>/<name> if it exists.")
-O_RESUME = typer.Option(None, "--resume", help="Continue the run in this folder exactly.")
-O_DEVICE = typer.Option(None, "--device", help="auto | cpu | cuda[:N].")
-O_PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
-
-
-def _shared(
-    ctx: typer.Context,
-    recipe: str | None = O_RECIPE,
-    dataset: str | None = O_DATASET,
-    data_root: str | None = O_DATA_ROOT,
-    epochs: int | None = O_EPOCHS,
-    batch_size: int | None = O_BATCH,
-    lr: float | None = O_LR,
-    input_size: str | None = O_INPUT,
-    parts: str | None = O_PARTS,
-    backbone: str | None = O_BACKBONE,
-    pretrained: str | None = O_PRETRAINED,
-    workers: int | None = O_WORKERS,
-    seed: int | None = O_SEED,
-    val_every: int | None = O_VAL_EVERY,
-    grad_clip: float | None = O_GRAD_CLIP,
-    amp: str | None = O_AMP,
-    compile: str | None = O_COMPILE,
-    sets: list[str] = O_SET,
-    name: str | None = O_NAME,
-    project: Path = O_PROJECT,
-    exist_ok: bool = O_EXIST_OK,
-    resume: Path | None = O_RESUME,
-    device: str | None = O_DEVICE,
-    progress: bool = O_PROGRESS,
-) -> None:
-    """The parameters of both commands, in their help order (the signature only)."""
-
-
 def run_command(
     command: str, after_lr: tuple[str, ...] = ()
 ) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., None]]:
@@ -142,7 +73,7 @@ def run_command(
     """
 
     def decorate(own: Callable[..., dict[str, Any]]) -> Callable[..., None]:
-        shared = list(inspect.signature(_shared, eval_str=True).parameters.values())
+        shared = list(inspect.signature(shared_options, eval_str=True).parameters.values())
         mine = list(inspect.signature(own, eval_str=True).parameters.values())
         at_lr = [i for i, p in enumerate(shared) if p.name == "lr"][0] + 1
         params = [
