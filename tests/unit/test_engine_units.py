@@ -85,3 +85,32 @@ def test_run_dirs_increment(tmp_path):
     assert new_run_dir(tmp_path, "search", "abc", exist_ok=True).name == "abc"
     with pytest.raises(PosenfsError, match="not a resumable run folder"):
         check_run_dir(tmp_path / "search" / "exp")
+
+
+def test_one_seed_reports_no_spread():
+    """A single seed has no standard deviation: the summary shows the value alone, not ± 0."""
+    from posenfs_cli.engine.experiment import _mean_std_cell, mean_std
+
+    assert mean_std([70.5]) == (70.5, None)
+    m, s = mean_std([1.0, 2.0, 4.0])
+    assert m == 7 / 3 and s is not None and abs(s - 1.5275252316519468) < 1e-12
+    assert _mean_std_cell("pckh", {"mean": 70.5, "std": None}, "{:.2f}") == "70.50"
+    assert _mean_std_cell("pckh", {"mean": 70.5, "std": 1.25}, "{:.2f}") == "70.50 ± 1.25"
+    assert _mean_std_cell("pckh", None, "{:.2f}") == "-"
+
+
+def test_experiment_run_written_before_a_new_recipe_key_still_matches(tmp_path):
+    """A run folder whose config.yaml predates a key (e.g. model.parts_exec) is the same
+    configuration when the key is at its default; a real difference is still refused."""
+    from posenfs_cli.config import load_recipe, recipe_to_yaml, set_values
+    from posenfs_cli.engine.experiment import _check_same_config
+    from posenfs_cli.errors import PosenfsError
+    from tests.conftest import RECIPES
+
+    rec = load_recipe(RECIPES / "synthetic/tiny.yaml")
+    text = recipe_to_yaml(rec)
+    assert "  parts_exec: separate\n" in text
+    (tmp_path / "config.yaml").write_text(text.replace("  parts_exec: separate\n", ""))
+    _check_same_config(tmp_path, rec)
+    with pytest.raises(PosenfsError, match="another configuration"):
+        _check_same_config(tmp_path, set_values(rec, {"model.parts": 5}))

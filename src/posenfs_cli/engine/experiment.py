@@ -264,7 +264,13 @@ def run_state(run_dir: Path) -> str:
 
 def _check_same_config(run_dir: Path, recipe: Recipe) -> None:
     cfg = run_dir / runfiles.CONFIG
-    if cfg.is_file() and cfg.read_text() != recipe_to_yaml(recipe):
+    if not cfg.is_file():
+        return
+    try:  # read through today's schema: a key added since (at its default) is no difference
+        same = recipe_to_yaml(load_recipe(cfg)) == recipe_to_yaml(recipe)
+    except ConfigError:
+        same = False
+    if not same:
         raise PosenfsError(
             f"{run_dir} was started with another configuration than this experiment now asks "
             "for; give the experiment another --name (or delete that folder)"
@@ -389,10 +395,11 @@ COLUMNS = [
 _SCALE = {"params": 1e-6}
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n-1; 0 for a single seed)."""
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n-1); None for a single seed, which has no spread
+    to report (a 0 would read as a measured one)."""
     m = statistics.fmean(values)
-    return m, (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return m, (statistics.stdev(values) if len(values) > 1 else None)
 
 
 def summarise(exp: Experiment, root: Path, planned: list[PlannedRun]) -> dict[str, Any]:
@@ -415,6 +422,14 @@ def _cell(key: str, value: float, fmt: str) -> str:
     return fmt.format(value * _SCALE.get(key, 1.0))
 
 
+def _mean_std_cell(key: str, st: dict[str, Any] | None, fmt: str) -> str:
+    if st is None:
+        return "-"
+    if st["std"] is None:
+        return _cell(key, st["mean"], fmt)
+    return f"{_cell(key, st['mean'], fmt)} ± {_cell(key, st['std'], fmt)}"
+
+
 def render_summary_md(exp: Experiment, summary: dict[str, Any], planned: list[PlannedRun]) -> str:
     groups = summary["groups"]
     keys = [(k, h, f) for k, h, f in COLUMNS if any(k in g["stats"] for g in groups.values())]
@@ -423,7 +438,9 @@ def render_summary_md(exp: Experiment, summary: dict[str, Any], planned: list[Pl
         lines += [exp.description, ""]
     seeds = ", ".join(str(s) for s in exp.seeds)
     lines += [
-        f"Seeds: {seeds}. Mean ± sample std over seeds. Accuracy: the best validation epoch of "
+        f"Seeds: {seeds}. "
+        + ("Mean ± sample std over seeds. " if len(exp.seeds) > 1 else "One seed: no spread. ")
+        + "Accuracy: the best validation epoch of "
         "each run (its best.safetensors); wall time: sum of the epochs' time_s (train + val); "
         "images/s: mean training throughput; all from each run's metrics.jsonl. GMACs: conv MACs "
         "/ 1e9; GFLOPs (paper unit): conv MACs / 2^30 (deconvs by output pixels).",
@@ -436,9 +453,7 @@ def render_summary_md(exp: Experiment, summary: dict[str, Any], planned: list[Pl
         cells = []
         for k, _, f in keys:
             st = g["stats"].get(k)
-            cells.append(
-                "-" if st is None else f"{_cell(k, st['mean'], f)} ± {_cell(k, st['std'], f)}"
-            )
+            cells.append(_mean_std_cell(k, st, f))
         lines.append(
             f"| {name} | {commands[name]} | {len(g['seeds'])} | " + " | ".join(cells) + " |"
         )
