@@ -47,6 +47,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def tiny_search_args(project: Path) -> list[str]:
+    """``-m posenfs_cli --device cpu search`` on the tiny recipe into ``project``, no bars."""
+    from tests.conftest import RECIPES
+
+    recipe = str(RECIPES / "synthetic/tiny.yaml")
+    cmd = ["-m", "posenfs_cli", "--device", "cpu", "search", "--recipe", recipe]
+    return [*cmd, "--project", str(project), "--no-progress"]
+
+
 def torchrun_cmd(*target: str, restarts: int | None = None) -> list[str]:
     """``torchrun`` with 2 local processes on a free port, running ``target``."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]

@@ -14,8 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import RECIPES
-from tests.helpers import metrics, torchrun_cmd
+from tests.helpers import metrics, tiny_search_args, torchrun_cmd
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,16 +25,7 @@ def torchrun(project: Path, *args: str, fault: str | None = None, restarts: int 
     if fault:
         env["POSENFS_TEST_FAULT"] = fault
     cmd = torchrun_cmd(
-        "-m",
-        "posenfs_cli",
-        "--device",
-        "cpu",
-        "search",
-        "--recipe",
-        str(RECIPES / "synthetic/tiny.yaml"),
-        "--project",
-        str(project),
-        "--no-progress",
+        *tiny_search_args(project),
         "--set",
         "data.synthetic.train_images=32",
         "--set",

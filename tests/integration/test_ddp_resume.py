@@ -14,8 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import RECIPES
-from tests.helpers import metrics, torchrun_cmd
+from tests.helpers import metrics, tiny_search_args, torchrun_cmd
 
 pytestmark = pytest.mark.slow  # each test runs whole CLI trainings in subprocesses
 
@@ -30,21 +29,7 @@ SETS = [
 
 
 def cli(project: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "posenfs_cli",
-        "--device",
-        "cpu",
-        "search",
-        "--recipe",
-        str(RECIPES / "synthetic/tiny.yaml"),
-        "--project",
-        str(project),
-        "--no-progress",
-        *SETS,
-        *args,
-    ]
+    return [sys.executable, *tiny_search_args(project), *SETS, *args]
 
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
