@@ -22,7 +22,10 @@ def test_dilated_depthwise_subgrid_path_equals_dilated_conv():
     for fmt in (torch.contiguous_format, torch.channels_last):
         x = torch.randn(2, 6, 12, 10).contiguous(memory_format=fmt).requires_grad_()
         x2 = x.detach().clone().requires_grad_()
-        y = conv(x)
+        seen: list[torch.Tensor] = []
+        z = x * 1.0  # not a leaf: a leaf's .grad is copied to the leaf's layout anyway
+        z.register_hook(seen.append)
+        y = conv(z)
         y2 = nn.functional.conv2d(x2, ref.weight, None, 1, 2, 2, 6)
         assert y.is_contiguous(memory_format=fmt)
         assert torch.allclose(y, y2, atol=1e-6)
@@ -30,7 +33,46 @@ def test_dilated_depthwise_subgrid_path_equals_dilated_conv():
         y.backward(g)
         y2.backward(g)
         assert torch.allclose(x.grad, x2.grad, atol=1e-5)
+        assert seen[0].is_contiguous(memory_format=fmt)  # the input's gradient keeps the layout
         assert torch.allclose(conv.weight.grad, ref.weight.grad, atol=1e-4)
+
+
+def _layout(t: object) -> str | None:
+    """'cl' / 'nchw' / 'other' for a 4-D tensor whose layout matters, else None."""
+    if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[1] == 1 or t[0, 0].numel() == 1:
+        return None
+    if t.is_contiguous(memory_format=torch.channels_last):
+        return "cl"
+    return "nchw" if t.is_contiguous() else "other"
+
+
+@pytest.mark.parametrize("parts_exec", ["separate", "fused"])
+def test_channels_last_training_step_never_mixes_layouts(parts_exec, one_thread):
+    """No op but a convolution of a channels_last forward + backward reads channels_last and
+    NCHW tensors together: on CPU a mixed-layout elementwise op (a ReLU backward, a gradient
+    sum) is 10-20x slower, and one NCHW gradient spreads to every op upstream. (A convolution
+    converts its input once; the heads' NCHW output gradient reaches their 1x1 convs so.)"""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    from posenfs_cli.device import ChannelsLast
+
+    mixed: list[str] = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kinds = {_layout(a) for a in tree_flatten((args, kwargs))[0]} - {None}
+            if "cl" in kinds and len(kinds) > 1 and "convolution" not in str(func):
+                mixed.append(f"{func}: {sorted(kinds)}")
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(channels=4, parts=3, parts_exec=parts_exec)
+    net = ChannelsLast(build_model(cfg, MPII, load_pretrained=False)).train()
+    x = torch.randn(2, 3, 64, 64)
+    with Watch():
+        net(x).square().mean().backward()
+    assert not mixed, mixed[:5]
 
 
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
