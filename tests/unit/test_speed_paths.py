@@ -46,8 +46,17 @@ def _layout(t: object) -> str | None:
     return "nchw" if t.is_contiguous() else "other"
 
 
-@pytest.mark.parametrize("parts_exec", ["separate", "fused"])
-def test_channels_last_training_step_never_mixes_layouts(parts_exec, one_thread):
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(parts_exec="separate"),
+        dict(parts_exec="fused"),
+        dict(parts_exec="separate", hidden=2),  # hidden nodes are concatenated
+        dict(parts_exec="fused", hidden=2, backbone="fabric"),
+    ],
+    ids=["separate", "fused", "hidden2", "fused-hidden2-fabric"],
+)
+def test_channels_last_training_step_never_mixes_layouts(cfg, one_thread):
     """No op but a convolution of a channels_last forward + backward reads channels_last and
     NCHW tensors together: on CPU a mixed-layout elementwise op (a ReLU backward, a gradient
     sum) is 10-20x slower, and one NCHW gradient spreads to every op upstream. (A convolution
@@ -67,8 +76,8 @@ def test_channels_last_training_step_never_mixes_layouts(parts_exec, one_thread)
             return func(*args, **(kwargs or {}))
 
     torch.manual_seed(0)
-    cfg = ModelConfig(channels=4, parts=3, parts_exec=parts_exec)
-    net = ChannelsLast(build_model(cfg, MPII, load_pretrained=False)).train()
+    model = build_model(ModelConfig(channels=4, parts=3, **cfg), MPII, load_pretrained=False)
+    net = ChannelsLast(model).train()
     x = torch.randn(2, 3, 64, 64)
     with Watch():
         net(x).square().mean().backward()

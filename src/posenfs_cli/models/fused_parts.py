@@ -27,7 +27,14 @@ from posenfs_cli.models.fold import ConstScale
 from posenfs_cli.models.head import vector_scores
 from posenfs_cli.nas.cell import Cell, Downsample, MixedEdge, Upsample
 from posenfs_cli.nas.fabric import CNF
-from posenfs_cli.nas.ops import DepthwiseConv, PoolBN, Scaled, SepConv, depthwise_conv3x3
+from posenfs_cli.nas.ops import (
+    DepthwiseConv,
+    PoolBN,
+    Scaled,
+    SepConv,
+    dense_grad,
+    depthwise_conv3x3,
+)
 
 if TYPE_CHECKING:
     from posenfs_cli.models.posenet import PartNet
@@ -259,7 +266,7 @@ def _cell(cells: Sequence[Cell], prev: list[Tensor | None], aw: Tensor | None) -
             node = nodes[j]
             nodes[j] = out if node is None else node + out
     hidden = [n if n is not None else torch.zeros_like(first) for n in nodes[1:]]
-    h = hidden[0] if c0.hidden == 1 else _interleave(hidden, parts)
+    h = hidden[0] if c0.hidden == 1 else _interleave([dense_grad(t) for t in hidden], parts)
     return _conv([c.out for c in cells], h)
 
 

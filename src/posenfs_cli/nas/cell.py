@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from posenfs_cli.nas.ops import ZERO, Scaled, build_op, scaled_batch_norm
+from posenfs_cli.nas.ops import ZERO, Scaled, build_op, dense_grad, scaled_batch_norm
 
 SLOT_NAMES = ("same", "finer", "coarser")
 
@@ -153,5 +153,7 @@ class Cell(nn.Module):
             if y is not None:
                 nodes[j] = y if nodes[j] is None else nodes[j] + y
         hidden = [n if n is not None else torch.zeros_like(first) for n in nodes[1:]]
-        result: Tensor = self.out(hidden[0] if self.hidden == 1 else torch.cat(hidden, dim=1))
+        result: Tensor = self.out(
+            hidden[0] if self.hidden == 1 else torch.cat([dense_grad(h) for h in hidden], dim=1)
+        )
         return result
