@@ -7,8 +7,10 @@
 Per recipe and mode (eager / compiled): forward bs1 of the model as it is (``forward_raw``) and of
 the folded inference copy eval/predict use (``forward_bs1``), train step (weights only, Adam) and
 search step (sync: α/β in the same Adam step) at ``--batch-size``, the share of profiled time
-spent in convolution kernels (train step), operator/kernel counts per forward, peak memory, and
-compile time (first calls minus steady-state calls). Medians after warm-up, channels_last.
+spent in convolution kernels (train step) and, on CPU, the train step's profiled milliseconds in
+convolution / BatchNorm / activation kernels and in everything else, operator/kernel counts
+per forward, peak memory, and compile time (first calls minus steady-state calls). Medians after
+warm-up, channels_last.
 """
 
 from __future__ import annotations
@@ -73,6 +75,26 @@ def step_fn(model, x, target, arch: bool):
     return step
 
 
+KERNEL_KINDS = {
+    "conv": ("convolution",),
+    "batch_norm": ("batch_norm",),
+    "activation": ("threshold", "hardtanh", "relu", "clamp"),
+}
+
+
+def kernel_ms(events) -> dict[str, float]:
+    """Self time (ms) of convolution, BatchNorm and activation kernels (forward + backward),
+    and of everything else: the first three are the work the model's layers must do whatever
+    the framework around them, so their sum is the floor for the step on this machine."""
+    out = dict.fromkeys([*KERNEL_KINDS, "other"], 0.0)
+    for e in events:
+        if not e.key.startswith("aten::"):
+            continue
+        kind = next((k for k, keys in KERNEL_KINDS.items() if any(t in e.key for t in keys)), None)
+        out[kind or "other"] += e.self_cpu_time_total / 1e3
+    return {k: round(v, 1) for k, v in out.items()}
+
+
 def profile_counts(fn, device) -> dict[str, float]:
     """Conv share of profiled time and op / kernel counts for one call of ``fn``."""
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -90,7 +112,10 @@ def profile_counts(fn, device) -> dict[str, float]:
         total = sum(e.self_cpu_time_total for e in events)
         conv = sum(e.self_cpu_time_total for e in events if "convolution" in e.key)
         kernels = sum(e.count for e in events if e.key.startswith("aten::"))
-    return {"conv_share": round(conv / max(total, 1e-9), 3), "launches": int(kernels)}
+    row = {"conv_share": round(conv / max(total, 1e-9), 3), "launches": int(kernels)}
+    if device.type == "cpu":
+        row["kernel_ms"] = kernel_ms(events)
+    return row
 
 
 def measure(recipe, device, args, compiled: bool) -> dict:
@@ -124,7 +149,10 @@ def measure(recipe, device, args, compiled: bool) -> dict:
     b = args.batch_size
     row[f"train_step_bs{b}_ms"] = round(train_s * 1e3, 1)
     row[f"search_step_bs{b}_ms"] = round(search_s * 1e3, 1)
-    row["train_conv_share"] = profile_counts(train, device)["conv_share"]
+    train_prof = profile_counts(train, device)
+    row["train_conv_share"] = train_prof["conv_share"]
+    if "kernel_ms" in train_prof:  # CPU: where a train step's profiled time goes
+        row["train_kernel_ms"] = train_prof["kernel_ms"]
     row["peak_memory_mb"], row["memory_kind"] = peak_memory_mb(device)
     row["peak_memory_mb"] = round(row["peak_memory_mb"], 1)
     if compiled:

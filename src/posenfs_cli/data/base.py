@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import cv2
 import numpy as np
@@ -132,6 +132,17 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class CropKwargs(TypedDict, total=False):
+    """The crop settings every dataset class takes as keywords, passed on to ``PoseDataset``:
+    network ``input_size`` (h, w), target ``sigma`` (heatmap px), ``augment`` and ``train``
+    (augment and flip at random)."""
+
+    input_size: Sequence[int]
+    sigma: float
+    augment: AugmentConfig | None
+    train: bool
+
+
 class PoseDataset(Dataset):
     """Records + image source -> (image [3,H,W], target [K,h,w], weight [K,1], meta)."""
 
@@ -140,11 +151,12 @@ class PoseDataset(Dataset):
         records: PoseRecords,
         layout: KeypointLayout,
         source: ImageSource,
-        input_size: Sequence[int],
-        sigma: float,
-        augment: AugmentConfig | None,
-        train: bool,
+        *,
         name: str,
+        input_size: Sequence[int],
+        sigma: float = 2.0,
+        augment: AugmentConfig | None = None,
+        train: bool = False,
     ) -> None:
         self.records = records
         self.layout = layout

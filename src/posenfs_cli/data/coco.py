@@ -19,14 +19,14 @@ import contextlib
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 from pycocotools.coco import COCO as CocoApi
 
-from posenfs_cli.config import AugmentConfig
 from posenfs_cli.data.affine import PIXEL_STD
 from posenfs_cli.data.base import (
+    CropKwargs,
     FileImageSource,
     ImageSource,
     PoseDataset,
@@ -313,13 +313,11 @@ class COCODataset(PoseDataset):
         source: ImageSource,
         *,
         ann_name: str,
-        input_size: Sequence[int] = (256, 192),
-        sigma: float = 2.0,
-        augment: AugmentConfig | None = None,
-        train: bool = False,
         detections: Sequence[dict[str, Any]] | None = None,
         layout: KeypointLayout = COCO,
+        **crop: Unpack[CropKwargs],
     ) -> None:
+        input_size = crop.setdefault("input_size", (256, 192))
         aspect = float(input_size[1]) / float(input_size[0])
         self.notes: list[str] = []
         if detections is None:
@@ -330,7 +328,7 @@ class COCODataset(PoseDataset):
         self.coco = coco
         self.image_ids = sorted(coco.getImgIds())
         self.uses_detections = detections is not None
-        super().__init__(records, layout, source, input_size, sigma, augment, train, name=ann_name)
+        super().__init__(records, layout, source, name=ann_name, **crop)
 
     @classmethod
     def from_files(

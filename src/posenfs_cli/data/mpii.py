@@ -16,14 +16,13 @@ records) or a per-record ``headbox`` [x1, y1, x2, y2] (1-based like the joints).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
-from posenfs_cli.config import AugmentConfig
 from posenfs_cli.data.base import (
+    CropKwargs,
     FileImageSource,
     ImageSource,
     PoseDataset,
@@ -157,13 +156,11 @@ class MPIIDataset(PoseDataset):
         source: ImageSource,
         *,
         ann_name: str,
-        input_size: Sequence[int] = (256, 256),
-        sigma: float = 2.0,
-        augment: AugmentConfig | None = None,
-        train: bool = False,
         headboxes: np.ndarray | None = None,
         layout: KeypointLayout = MPII,
+        **crop: Unpack[CropKwargs],
     ) -> None:
+        crop.setdefault("input_size", (256, 256))
         records = parse_mpii_records(raw, ann_name, layout)
         has_any = any(isinstance(r, dict) and r.get("headbox") is not None for r in raw)
         if headboxes is not None:
@@ -175,7 +172,7 @@ class MPIIDataset(PoseDataset):
             records.headboxes = np.asarray(headboxes, dtype=np.float32)
             has_any = True
         self._has_headboxes = has_any
-        super().__init__(records, layout, source, input_size, sigma, augment, train, name=ann_name)
+        super().__init__(records, layout, source, name=ann_name, **crop)
 
     @classmethod
     def from_files(

@@ -146,7 +146,9 @@ def dense_grad(x: Tensor) -> Tensor:
     """``x``, but its gradient arrives dense. Put before a concatenation along channels: the
     backward of ``cat`` hands each input a strided channel slice of the output's gradient, and
     the CPU BatchNorm backward on such a slice is ~10x slower than on a dense copy."""
-    return _DenseGrad.apply(x) if x.requires_grad and torch.is_grad_enabled() else x
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return x
+    return cast(Tensor, _DenseGrad.apply(x))  # type: ignore[no-untyped-call]
 
 
 def _fmt(x: Tensor) -> torch.memory_format:
