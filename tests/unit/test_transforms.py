@@ -125,7 +125,7 @@ def test_flip_through_the_dataset_swaps_labels_and_targets():
     )
     aug = AugmentConfig(scale_factor=0.0, rotation=0.0, rotation_prob=0.0, flip_prob=1.0)
     src = ArraySource({"a": np.zeros((height, width, 3), np.uint8)})
-    ds = PoseDataset(rec, MPII, src, (200, 200), 2.0, aug, train=True, name="t")
+    ds = PoseDataset(rec, MPII, src, name="t", input_size=(200, 200), augment=aug, train=True)
     s = ds.get_sample(0)
     assert s.meta["flipped"]
     # crop maps 200 px onto 200 px around the mirrored centre (99, 100) -> output centre

@@ -148,7 +148,7 @@ def dense_grad(x: Tensor) -> Tensor:
     the CPU BatchNorm backward on such a slice is ~10x slower than on a dense copy."""
     if not (x.requires_grad and torch.is_grad_enabled()):
         return x
-    return cast(Tensor, _DenseGrad.apply(x))  # type: ignore[no-untyped-call]
+    return cast(Tensor, _DenseGrad.apply(x))  # type: ignore[no-untyped-call]  # torch: untyped
 
 
 def _fmt(x: Tensor) -> torch.memory_format:
