@@ -276,7 +276,10 @@ def test_mpii_head_box_count_must_match_records(tmp_path):
     (tmp_path / "hb.json").write_text(json.dumps([[1, 1, 9, 9]] * 3))
     with pytest.raises(PosenfsError, match="5 records but 3 head boxes"):
         MPIIDataset.from_files(
-            SHARED_DATA / "mpii/test_mpii.json", SHARED_DATA / "mpii", tmp_path / "hb.json", **KW
+            SHARED_DATA / "mpii/test_mpii.json",
+            SHARED_DATA / "mpii",
+            headbox_file=tmp_path / "hb.json",
+            **KW,
         )
 
 

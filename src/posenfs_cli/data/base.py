@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypedDict
+from typing import Any, ClassVar, Protocol, Self, TypedDict
 
 import cv2
 import numpy as np
@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 from posenfs_cli.config import AugmentConfig
 from posenfs_cli.data.codec import HeatmapCodec
+from posenfs_cli.data.jsonio import expect_file
 from posenfs_cli.data.layouts import KeypointLayout
 from posenfs_cli.data.transforms import CropParams, crop_and_normalize, crop_joints, sample_crop
 from posenfs_cli.errors import PosenfsError
@@ -145,6 +146,25 @@ class CropKwargs(TypedDict, total=False):
 
 class PoseDataset(Dataset):
     """Records + image source -> (image [3,H,W], target [K,h,w], weight [K,1], meta)."""
+
+    # How ``from_files`` names the dataset's files in its errors, and the layout it expects.
+    label: ClassVar[str] = "dataset"
+    layout_hint: ClassVar[str] = "an annotation file and an image folder"
+
+    @classmethod
+    def from_files(cls, ann_file: str | Path, image_dir: str | Path, **kwargs: Any) -> Self:
+        """From an explicit annotation file and image folder (any layout). Both paths are
+        checked here, with one-line errors, before the subclass's ``open_files`` reads them."""
+        ann, folder = Path(ann_file), Path(image_dir)
+        expect_file(ann, f"{cls.label} annotation file", cls.layout_hint)
+        expect_file(folder, f"{cls.label} image folder", cls.layout_hint)
+        if not folder.is_dir():
+            raise PosenfsError(f"{cls.label} image folder {folder} is a file, not a folder")
+        return cls.open_files(ann, FileImageSource(str(folder)), **kwargs)
+
+    @classmethod
+    def open_files(cls, ann_file: Path, images: ImageSource, **kwargs: Any) -> Self:
+        raise NotImplementedError(f"{cls.__name__} is not read from files")
 
     def __init__(
         self,
@@ -315,15 +335,6 @@ def image_ids_by_first_use(images: Sequence[str]) -> np.ndarray:
     return order[inverse].astype(np.int64)
 
 
-def expect_file(path: Path, what: str, layout_hint: str) -> None:
-    """Raise the one-line user error for a missing dataset file or folder."""
-    if not path.exists():
-        raise PosenfsError(
-            f"{what} not found: {path} (expected layout: {layout_hint}; "
-            "`posenfs data synth` writes a dataset in this layout to try)"
-        )
-
-
 __all__ = [
     "DataWarning",
     "FileImageSource",
@@ -331,6 +342,5 @@ __all__ = [
     "PoseDataset",
     "PoseRecords",
     "Sample",
-    "expect_file",
     "image_ids_by_first_use",
 ]

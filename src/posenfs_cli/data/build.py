@@ -201,7 +201,7 @@ def build_eval_dataset(
             raise PosenfsError("--ann-file needs --image-dir")
         common = _dataset_options(cfg, train=False)
         if kind == "mpii":
-            ds = MPIIDataset.from_files(ann_file, image_dir, head_boxes, **common)
+            ds = MPIIDataset.from_files(ann_file, image_dir, headbox_file=head_boxes, **common)
         else:
             ds = COCODataset.from_files(
                 ann_file,

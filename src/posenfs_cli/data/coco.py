@@ -19,7 +19,7 @@ import contextlib
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, Self, Unpack
 
 import numpy as np
 from pycocotools.coco import COCO as CocoApi
@@ -27,13 +27,11 @@ from pycocotools.coco import COCO as CocoApi
 from posenfs_cli.data.affine import PIXEL_STD
 from posenfs_cli.data.base import (
     CropKwargs,
-    FileImageSource,
     ImageSource,
     PoseDataset,
     PoseRecords,
-    expect_file,
 )
-from posenfs_cli.data.jsonio import read_json, stack_field
+from posenfs_cli.data.jsonio import expect_file, read_json, stack_field
 from posenfs_cli.data.layouts import COCO, KeypointLayout
 from posenfs_cli.errors import PosenfsError
 
@@ -307,6 +305,9 @@ class COCODataset(PoseDataset):
     """COCO-layout person crops; ``coco`` is the GT COCO object, ``image_ids`` its images
     (all of them count in COCO AP); ``notes`` holds remarks about the file for the user."""
 
+    label = "COCO"
+    layout_hint = LAYOUT_HINT
+
     def __init__(
         self,
         coco: CocoApi,
@@ -331,31 +332,23 @@ class COCODataset(PoseDataset):
         super().__init__(records, layout, source, name=ann_name, **crop)
 
     @classmethod
-    def from_files(
+    def open_files(
         cls,
-        ann_file: str | Path,
-        image_dir: str | Path,
+        ann_file: Path,
+        images: ImageSource,
         detections_file: str | Path | None = None,
         box_threshold: float = 0.0,
         **kwargs: Any,
-    ) -> COCODataset:
-        """From an explicit annotation JSON and image folder (any layout)."""
+    ) -> Self:
+        """Person boxes from the GT, or from ``detections_file`` (a COCO results JSON) scored
+        at least ``box_threshold``."""
         coco = load_coco(ann_file)
-        expect_file(Path(image_dir), "COCO image folder", LAYOUT_HINT)
-        if not Path(image_dir).is_dir():
-            raise PosenfsError(f"COCO image folder {image_dir} is a file, not a folder")
         dets = None
         if detections_file is not None:
             from posenfs_cli.data.jsonio import load_detections
 
             dets = load_detections(detections_file, box_threshold)
-        return cls(
-            coco,
-            FileImageSource(str(image_dir)),
-            ann_name=str(ann_file),
-            detections=dets,
-            **kwargs,
-        )
+        return cls(coco, images, ann_name=str(ann_file), detections=dets, **kwargs)
 
     @classmethod
     def from_root(cls, root: str | Path, split: str, **kwargs: Any) -> COCODataset:

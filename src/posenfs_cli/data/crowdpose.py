@@ -33,6 +33,9 @@ ANNOTATION_DIRS = ("annotations", "json")
 class CrowdPoseDataset(COCODataset):
     """COCO-style person crops in the CrowdPose layout (14 joints)."""
 
+    label = "CrowdPose"
+    layout_hint = LAYOUT_HINT
+
     def __init__(
         self,
         coco: CocoApi,

@@ -1,5 +1,6 @@
-"""JSON in and out, in one place: annotation and detection files read with one-line errors
-that name the file, and result files written valid (no bare NaN) and whole."""
+"""JSON in and out, in one place: dataset files checked, annotation and detection files read
+with one-line errors that name the file, and result files written valid (no bare NaN) and
+whole."""
 
 from __future__ import annotations
 
@@ -161,3 +162,12 @@ def write_json(path: Path, data: Any) -> Path:
     tmp.write_text(text)
     tmp.replace(path)
     return path
+
+
+def expect_file(path: Path, what: str, layout_hint: str) -> None:
+    """Raise the one-line user error for a missing dataset file or folder."""
+    if not path.exists():
+        raise PosenfsError(
+            f"{what} not found: {path} (expected layout: {layout_hint}; "
+            "`posenfs data synth` writes a dataset in this layout to try)"
+        )

@@ -17,20 +17,18 @@ records) or a per-record ``headbox`` [x1, y1, x2, y2] (1-based like the joints).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, Self, Unpack
 
 import numpy as np
 
 from posenfs_cli.data.base import (
     CropKwargs,
-    FileImageSource,
     ImageSource,
     PoseDataset,
     PoseRecords,
-    expect_file,
     image_ids_by_first_use,
 )
-from posenfs_cli.data.jsonio import read_json, stack_field
+from posenfs_cli.data.jsonio import expect_file, read_json, stack_field
 from posenfs_cli.data.layouts import MPII, KeypointLayout
 from posenfs_cli.errors import PosenfsError
 
@@ -150,6 +148,9 @@ def load_headboxes(path: str | Path) -> np.ndarray:
 class MPIIDataset(PoseDataset):
     """MPII-layout person crops. ``headboxes`` is None when no head box is known at all."""
 
+    label = "MPII"
+    layout_hint = LAYOUT_HINT
+
     def __init__(
         self,
         raw: Any,
@@ -171,31 +172,22 @@ class MPIIDataset(PoseDataset):
                 )
             records.headboxes = np.asarray(headboxes, dtype=np.float32)
             has_any = True
-        self._has_headboxes = has_any
         super().__init__(records, layout, source, name=ann_name, **crop)
+        self._has_headboxes = has_any
 
     @classmethod
-    def from_files(
+    def open_files(
         cls,
-        ann_file: str | Path,
-        image_dir: str | Path,
+        ann_file: Path,
+        images: ImageSource,
+        *,
         headbox_file: str | Path | None = None,
         **kwargs: Any,
-    ) -> MPIIDataset:
-        """From an explicit annotation JSON and image folder (any layout)."""
-        ann = Path(ann_file)
-        expect_file(ann, "MPII annotation file", LAYOUT_HINT)
-        expect_file(Path(image_dir), "MPII image folder", LAYOUT_HINT)
-        if not Path(image_dir).is_dir():
-            raise PosenfsError(f"MPII image folder {image_dir} is a file, not a folder")
+    ) -> Self:
+        """Head boxes from ``headbox_file`` (``gt_*.mat`` or JSON) when given; else from the
+        records' own ``headbox`` fields, where they have them."""
         hb = load_headboxes(headbox_file) if headbox_file is not None else None
-        return cls(
-            read_json(ann),
-            FileImageSource(str(image_dir)),
-            ann_name=str(ann),
-            headboxes=hb,
-            **kwargs,
-        )
+        return cls(read_json(ann_file), images, ann_name=str(ann_file), headboxes=hb, **kwargs)
 
     @classmethod
     def from_root(cls, root: str | Path, split: str, **kwargs: Any) -> MPIIDataset:
@@ -205,7 +197,7 @@ class MPIIDataset(PoseDataset):
         """
         ann, image_dir = mpii_paths(root, split)
         mat = ann.parent / f"gt_{ann.stem}.mat"
-        return cls.from_files(ann, image_dir, mat if mat.is_file() else None, **kwargs)
+        return cls.from_files(ann, image_dir, headbox_file=mat if mat.is_file() else None, **kwargs)
 
     @property
     def headboxes(self) -> np.ndarray | None:

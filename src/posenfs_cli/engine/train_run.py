@@ -26,7 +26,7 @@ from posenfs_cli.validation import validate
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from posenfs_cli.engine.trainer import Trainer
+    from posenfs_cli.engine.trainer import Trainer, TrainOptions
     from posenfs_cli.nas.genotype import Genotype
 
 DEFAULT_RECIPE = "synthetic/quick"
@@ -99,7 +99,7 @@ def run_training(
 ) -> TrainResult:
     """Search or train in a fresh run folder (or continue ``run.resume``), on every rank."""
     from posenfs_cli.engine import distributed
-    from posenfs_cli.engine.trainer import check_command
+    from posenfs_cli.engine.trainer import TrainOptions, check_command
 
     hooks = hooks or TrainHooks()
     resume = run.resume
@@ -125,48 +125,36 @@ def run_training(
                     resume = run_dir
                     recipe = load_recipe(run_dir / runfiles.CONFIG)
             assert run_dir is not None  # set by resume or by shared_run_dir above
-            job = _Job(
-                command, run_dir, resume is not None, run.progress, genotype, from_checkpoint
+            opts = TrainOptions(
+                command,
+                run_dir,
+                dev,
+                dist,
+                resume=resume is not None,
+                genotype=genotype,
+                from_checkpoint=from_checkpoint,
+                progress=run.progress,
+                console=hooks.console,
             )
-            return job.fit(recipe, dev, dist, hooks)
+            return _fit(recipe, opts, hooks)
     except distributed.RankFailed as exc:
         if exc.report and exc.details and run_dir is not None and run_dir.is_dir():
             runfiles.RunFiles(run_dir).log(exc.details)
         raise
 
 
-@dataclass
-class _Job:
-    command: str
-    run_dir: Path
-    resume: bool
-    progress: bool
-    genotype: Genotype | None
-    from_checkpoint: Path | None
+def _fit(recipe: Recipe, opts: TrainOptions, hooks: TrainHooks) -> TrainResult:
+    from posenfs_cli.engine.trainer import Trainer
 
-    def fit(self, recipe: Recipe, dev: Any, dist: Any, hooks: TrainHooks) -> TrainResult:
-        from posenfs_cli.engine.trainer import Trainer, TrainOptions
-
-        strategy = recipe.train.strategy if self.command == "search" else "fixed architecture"
-        opts = TrainOptions(
-            command=self.command,
-            run_dir=self.run_dir,
-            device=dev,
-            dist=dist,
-            resume=self.resume,
-            genotype=self.genotype,
-            from_checkpoint=self.from_checkpoint,
-            progress=self.progress,
-            console=hooks.console,
-        )
-        trainer = Trainer(recipe, opts)
-        try:
-            trainer.setup()
-            if dist.is_main and hooks.started is not None:
-                hooks.started(trainer, strategy, self.run_dir, self.resume)
-            trainer.fit()
-            if dist.is_main and hooks.finished is not None:
-                hooks.finished(trainer, self.run_dir)
-        finally:
-            trainer.close()
-        return TrainResult(self.run_dir, trainer.best_epoch, trainer.history, dist.is_main)
+    strategy = recipe.train.strategy if opts.command == "search" else "fixed architecture"
+    trainer = Trainer(recipe, opts)
+    try:
+        trainer.setup()
+        if opts.dist.is_main and hooks.started is not None:
+            hooks.started(trainer, strategy, opts.run_dir, opts.resume)
+        trainer.fit()
+        if opts.dist.is_main and hooks.finished is not None:
+            hooks.finished(trainer, opts.run_dir)
+    finally:
+        trainer.close()
+    return TrainResult(opts.run_dir, trainer.best_epoch, trainer.history, opts.dist.is_main)
