@@ -48,7 +48,7 @@ complete -c posenfs -n '__fish_seen_subcommand_from eval' -l batch-size -s b -r 
 complete -c posenfs -n '__fish_seen_subcommand_from eval' -l workers -s j -r -F -d ''
 complete -c posenfs -n '__fish_seen_subcommand_from eval' -l set -r -F -d 'Override a data/eval key: key.path=value.'
 complete -c posenfs -n '__fish_seen_subcommand_from eval' -l name -r -F -d 'Run name under runs/eval/.'
-complete -c posenfs -n '__fish_seen_subcommand_from eval' -l project -r -F -d ''
+complete -c posenfs -n '__fish_seen_subcommand_from eval' -l project -r -F -d 'Parent folder of run folders.'
 complete -c posenfs -n '__fish_seen_subcommand_from eval' -l device -r -F -d 'auto | cpu | cuda[:N].'
 complete -c posenfs -n '__fish_seen_subcommand_from eval' -l compile -r -F -d 'auto | on | off: torch.compile the model (auto: off; compiling takes m'
 complete -c posenfs -n '__fish_seen_subcommand_from eval' -l help -s h -d 'Show help.'

@@ -25,6 +25,12 @@ LATEST = "[default: the newest runs/search|train/*/best.safetensors]"
 O_CHECKPOINT = typer.Argument(None, help=f"A posenfs .safetensors checkpoint {LATEST}.")
 O_DEVICE = typer.Option(None, "--device", help="auto | cpu | cuda[:N].")
 O_JSON = typer.Option(False, "--json", help="Print one JSON object instead.")
+O_PROJECT = typer.Option(Path("runs"), "--project", help="Parent folder of run folders.")
+
+
+def command_group(help: str) -> typer.Typer:
+    """A group of subcommands (``posenfs data ...``); bare, it prints its help like the app."""
+    return typer.Typer(help=help, no_args_is_help=True)
 
 
 @dataclass

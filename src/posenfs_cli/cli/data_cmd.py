@@ -9,13 +9,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from posenfs_cli.cli.common import console, user_errors
+from posenfs_cli.cli.common import command_group, console, user_errors
 from posenfs_cli.errors import PosenfsError
 
-data_app = typer.Typer(
-    help="Dataset tools: write synthetic people in the MPII or COCO layout.",
-    no_args_is_help=True,
-)
+data_app = command_group("Dataset tools: write synthetic people in the MPII or COCO layout.")
 
 
 @data_app.command("synth")

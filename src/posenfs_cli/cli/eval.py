@@ -10,6 +10,7 @@ import typer
 from posenfs_cli.cli.common import (
     O_CHECKPOINT,
     O_DEVICE,
+    O_PROJECT,
     checkpoint_or_latest,
     console,
     resolve_device_option,
@@ -50,7 +51,7 @@ def eval_command(
     workers: int = typer.Option(2, "--workers", "-j"),
     sets: list[str] = typer.Option([], "--set", help="Override a data/eval key: key.path=value."),
     name: str | None = typer.Option(None, "--name", help="Run name under runs/eval/."),
-    project: Path = typer.Option(Path("runs"), "--project"),
+    project: Path = O_PROJECT,
     device: str | None = O_DEVICE,
     compile: str | None = typer.Option(
         None,

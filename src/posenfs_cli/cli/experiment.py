@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import typer
 
-from posenfs_cli.cli.common import O_DEVICE, console, resolve_device_option, user_errors
+from posenfs_cli.cli.common import O_DEVICE, O_PROJECT, console, resolve_device_option, user_errors
 
 
 def experiment_command(
@@ -26,7 +26,7 @@ def experiment_command(
         help="Folder under <project>/experiment/ (default: the experiment's name, or exp). "
         "The same name continues the experiment.",
     ),
-    project: Path = typer.Option(Path("runs"), "--project", help="Parent folder of run folders."),
+    project: Path = O_PROJECT,
     sets: list[str] = typer.Option(
         [], "--set", help="Override a key of every run: key.path=value (repeatable)."
     ),

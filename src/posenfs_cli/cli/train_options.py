@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from posenfs_cli.cli.common import O_DEVICE, O_PROJECT
 from posenfs_cli.engine.train_run import DEFAULT_RECIPE
 
 # Options shared by `search` and `train` (Typer reads these OptionInfo defaults per command).
@@ -42,10 +43,8 @@ O_COMPILE = typer.Option(
 )
 O_SET = typer.Option([], "--set", help="Override any recipe key: key.path=value (repeatable).")
 O_NAME = typer.Option(None, "--name", help="Run name (auto-incremented if it exists).")
-O_PROJECT = typer.Option(Path("runs"), "--project", help="Parent folder of run folders.")
 O_EXIST_OK = typer.Option(False, "--exist-ok", help="Reuse runs/<cmd>/<name> if it exists.")
 O_RESUME = typer.Option(None, "--resume", help="Continue the run in this folder exactly.")
-O_DEVICE = typer.Option(None, "--device", help="auto | cpu | cuda[:N].")
 O_PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
 
 

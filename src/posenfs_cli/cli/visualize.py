@@ -8,12 +8,11 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from posenfs_cli.cli.common import check_image_out, console, user_errors
+from posenfs_cli.cli.common import check_image_out, command_group, console, user_errors
 from posenfs_cli.errors import PosenfsError
 
-visualize_app = typer.Typer(
-    help="Draw datasets, architectures, heatmaps and training curves as PNG files.",
-    no_args_is_help=True,
+visualize_app = command_group(
+    "Draw datasets, architectures, heatmaps and training curves as PNG files."
 )
 
 
