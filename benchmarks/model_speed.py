@@ -65,7 +65,7 @@ def step_fn(model, x, target, arch: bool):
     for p in model.model.arch_parameters():
         p.requires_grad_(arch)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=1e-6, foreach=x.device.type == "cuda")
+    opt = torch.optim.Adam(params, lr=1e-6, foreach=True)  # as the trainer (strategies._adam)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)

@@ -166,7 +166,7 @@ def measure_train_step(
 ) -> float:
     """Median time (s) of forward + MSE loss + backward + Adam step on random data."""
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-6)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-6, foreach=True)  # as the trainer
     x = torch.randn(batch_size, 3, *input_size, device=device)
     with torch.no_grad():
         target = torch.rand_like(model(x))

@@ -80,9 +80,13 @@ class Strategy:
         return lrs
 
     def _adam(self, groups: list[dict[str, Any]], **kw: Any) -> torch.optim.Optimizer:
+        """Adam over all tensors at once (``foreach``; on CPU the default loops per parameter,
+        ~40 ms a step for Tab II's 447 tensors against ~23 ms, with bitwise-equal results).
+        Not ``fused``: on CPU (torch 2.13) it gives wrong updates when a channels_last weight's
+        moments come back contiguous from a checkpoint, as they do on resume."""
         for g in groups:
             g.setdefault("initial_lr", g["lr"])
-        return torch.optim.Adam(groups, **kw)
+        return torch.optim.Adam(groups, foreach=True, **kw)
 
     # --- one step ---------------------------------------------------------------------
     def _backward_step(
