@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from posenfs_cli.cli.app import app
@@ -166,3 +167,23 @@ def test_eval_counts_an_unreadable_image_from_workers(tmp_path):
     assert "1 unreadable image(s) skipped" in result.output
     summary = json.loads((tmp_path / "runs/eval/exp/metrics.json").read_text())
     assert summary["persons"] == 4 and summary["skipped_images"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["rgb", "bgr"])
+def test_eval_feeds_the_channel_order_the_checkpoint_was_trained_on(tmp_path, fmt):
+    """Checkpoints imported from the authors' code read BGR crops normalised with the RGB
+    statistics (their loader); eval used to feed them RGB, as the predictor does not."""
+    from posenfs_cli.data.transforms import normalize_image
+    from posenfs_cli.engine.evaluate import prepare
+    from posenfs_cli.options import EvalOptions
+
+    recipe = load_recipe(RECIPES / "synthetic/tiny.yaml", ["data.synthetic.val_images=2"])
+    ckpt = save_checkpoint(
+        tmp_path / "c.safetensors", build_from_recipe(recipe), recipe, extra={"input_format": fmt}
+    )
+    job = prepare(ckpt, EvalOptions(device="cpu", workers=0))
+    sample = job.dataset.prepare(0, job.dataset.source.load(job.dataset.records.images[0]))
+    rgb = sample.rgb  # the crop as a picture, RGB whatever the model reads
+    expect = normalize_image(np.ascontiguousarray(rgb[..., ::-1] if fmt == "bgr" else rgb))
+    assert not np.array_equal(rgb[..., 0], rgb[..., 2])  # a colour crop: the orders differ
+    assert torch.equal(sample.image, expect)

@@ -136,12 +136,14 @@ class Sample:
 class CropKwargs(TypedDict, total=False):
     """The crop settings every dataset class takes as keywords, passed on to ``PoseDataset``:
     network ``input_size`` (h, w), target ``sigma`` (heatmap px), ``augment`` and ``train``
-    (augment and flip at random)."""
+    (augment and flip at random), and the channel order the network reads, ``input_format``
+    (``rgb``; ``bgr`` for checkpoints imported from the authors' code)."""
 
     input_size: Sequence[int]
     sigma: float
     augment: AugmentConfig | None
     train: bool
+    input_format: str
 
 
 class PoseDataset(Dataset):
@@ -177,7 +179,11 @@ class PoseDataset(Dataset):
         sigma: float = 2.0,
         augment: AugmentConfig | None = None,
         train: bool = False,
+        input_format: str = "rgb",
     ) -> None:
+        if input_format not in ("rgb", "bgr"):
+            raise PosenfsError(f"input_format must be rgb or bgr, got {input_format!r}")
+        self.input_format = input_format
         self.records = records
         self.layout = layout
         self.source = source
@@ -272,7 +278,7 @@ class PoseDataset(Dataset):
         """Crop/augment one record given its BGR image."""
         rng = self._rng(index)
         params = self.crop_params(index, image.shape[1], rng)
-        tensor, rgb = crop_and_normalize(image, params, self.input_size)
+        tensor, rgb = crop_and_normalize(image, params, self.input_size, self.input_format)
         joints_in = crop_joints(self.records.joints[index], params, self.input_size, self.layout)
         target, weight = self.codec.encode(joints_in, joints_in[:, 2])
         meta = self._meta(index, params, (image.shape[1], image.shape[0]))
@@ -285,7 +291,7 @@ class PoseDataset(Dataset):
         image = np.zeros((self.input_size[0], self.input_size[1], 3), dtype=np.uint8)
         r = self.records
         params = CropParams(r.centers[index].copy(), r.scales[index].copy(), 0.0, None)
-        tensor, rgb = crop_and_normalize(image, params, self.input_size)
+        tensor, rgb = crop_and_normalize(image, params, self.input_size, self.input_format)
         k = self.num_joints
         target = np.zeros((k, *self.heatmap_size), dtype=np.float32)
         weight = np.zeros((k, 1), dtype=np.float32)

@@ -60,13 +60,15 @@ def _check_input_size(cfg: DataConfig) -> tuple[int, int]:
     return check_input_size(list(cfg.input_size))  # the one rule, shared with validation.validate
 
 
-def _dataset_options(cfg: DataConfig, train: bool) -> dict[str, Any]:
-    """The keyword arguments every dataset class takes from the data config."""
+def _dataset_options(cfg: DataConfig, train: bool, input_format: str) -> dict[str, Any]:
+    """The keyword arguments every dataset class takes from the data config (and the channel
+    order of the model that reads it)."""
     return {
         "input_size": _check_input_size(cfg),
         "sigma": cfg.sigma,
         "augment": cfg.augment,
         "train": train,
+        "input_format": input_format,
     }
 
 
@@ -79,11 +81,13 @@ def synthetic_split(cfg: DataConfig, split: str) -> SynthSplit:
     return SynthSplit(style, split, int(syn.seed), int(n), int(syn.image_size), int(people))
 
 
-def _synthetic_in_memory(cfg: DataConfig, split: str, train: bool) -> PoseDataset:
+def _synthetic_in_memory(
+    cfg: DataConfig, split: str, train: bool, input_format: str
+) -> PoseDataset:
     sp = synthetic_split(cfg, split)
     if sp.num_images < 1:
         raise PosenfsError(f"data.synthetic.{split}_images must be >= 1, got {sp.num_images}")
-    common = _dataset_options(cfg, train)
+    common = _dataset_options(cfg, train, input_format)
     source = SyntheticImageSource(sp)
     name = f"synthetic-{sp.style}/{split}"
     ann = split_annotations(sp)
@@ -123,14 +127,17 @@ def _detect_format(root: Path) -> str:
     )
 
 
-def build_dataset(cfg: DataConfig, split: str, train: bool) -> PoseDataset:
-    """Dataset for ``split`` ("train" | "val"); ``train`` enables augmentation."""
+def build_dataset(
+    cfg: DataConfig, split: str, train: bool, input_format: str = "rgb"
+) -> PoseDataset:
+    """Dataset for ``split`` ("train" | "val"); ``train`` enables augmentation; images come in
+    the channel order ``input_format`` (rgb | bgr) of the model that reads them."""
     if split not in SPLITS:
         raise PosenfsError(f"split must be 'train' or 'val', got {split!r}")
     layout = dataset_layout(cfg)
     kind = cfg.dataset.lower()
     if kind == "synthetic" and not cfg.root:
-        return _synthetic_in_memory(cfg, split, train)
+        return _synthetic_in_memory(cfg, split, train, input_format)
     if not cfg.root:
         hint = _HINTS[kind]
         raise PosenfsError(
@@ -145,7 +152,7 @@ def build_dataset(cfg: DataConfig, split: str, train: bool) -> PoseDataset:
             f"set data.keypoints={fmt}"
         )
     real_split = cfg.train_split if split == "train" else cfg.val_split
-    common = _dataset_options(cfg, train)
+    common = _dataset_options(cfg, train, input_format)
     if fmt == "mpii":
         return MPIIDataset.from_root(root, real_split, **common)
     coco_style = CrowdPoseDataset if fmt == "crowdpose" else COCODataset
@@ -172,9 +179,11 @@ def build_eval_dataset(
     ann_file: str | Path | None = None,
     image_dir: str | Path | None = None,
     head_boxes: str | Path | None = None,
+    input_format: str = "rgb",
 ) -> PoseDataset:
     """The evaluation set: ``cfg``'s val split, or an annotation file anywhere (``ann_file`` +
-    ``image_dir``, read in the checkpoint's keypoint layout). Refuses inputs that would be
+    ``image_dir``, read in the checkpoint's keypoint layout), in the checkpoint's channel order
+    ``input_format``. Refuses inputs that would be
     ignored (detections for MPII, head boxes for COCO) and, for MPII, a set without head boxes,
     so nothing is computed before a missing input is known.
     """
@@ -195,11 +204,11 @@ def build_eval_dataset(
     if ann_file is None:
         if image_dir is not None:
             raise PosenfsError("--image-dir goes with --ann-file")
-        ds = build_dataset(cfg, "val", train=False)
+        ds = build_dataset(cfg, "val", train=False, input_format=input_format)
     else:
         if image_dir is None:
             raise PosenfsError("--ann-file needs --image-dir")
-        common = _dataset_options(cfg, train=False)
+        common = _dataset_options(cfg, False, input_format)
         if kind == "mpii":
             ds = MPIIDataset.from_files(ann_file, image_dir, headbox_file=head_boxes, **common)
         else:

@@ -202,14 +202,21 @@ def denormalize_image(tensor: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def crop_and_normalize(
-    image_bgr: np.ndarray, params: CropParams, input_size: Sequence[int]
+    image_bgr: np.ndarray,
+    params: CropParams,
+    input_size: Sequence[int],
+    input_format: str = "rgb",
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Warp the BGR source into the crop; return (normalised RGB tensor, uint8 RGB crop)."""
+    """Warp the BGR source into the crop; return (normalised tensor, uint8 RGB crop).
+
+    The tensor's channels are RGB, or BGR for ``input_format="bgr"``: the authors' loader feeds
+    OpenCV's BGR crops normalised with the (RGB) ImageNet statistics, and checkpoints imported
+    from their code expect exactly that."""
     out_wh = (int(input_size[1]), int(input_size[0]))
     m = crop_matrix(params.center, params.scale, params.rotation, out_wh, params.flip_width)
     crop = warp_crop(image_bgr, m, out_wh)
     rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-    return normalize_image(rgb), rgb
+    return normalize_image(crop if input_format == "bgr" else rgb), rgb
 
 
 __all__ = [
