@@ -39,3 +39,32 @@ def test_device_selection():
     assert select_device("auto").type in ("cpu", "cuda")
     with pytest.raises(PosenfsError, match="expected auto, cpu"):
         select_device("tpu")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["eval", "--foo"], "No such option: --foo (see: posenfs eval -h)"),
+        (["evl"], "No such command 'evl'. Did you mean 'eval', 'env'? (see: posenfs -h)"),
+        (["train", "--epochs", "[red]x"], "Invalid value for '--epochs'"),
+        (["prune"], "Missing argument 'checkpoint'. (see: posenfs prune -h)"),
+        (["--device", "cpu"], "Missing command. (see: posenfs -h)"),
+    ],
+)
+def test_usage_mistakes_are_one_plain_line(capsys, args, says):
+    """What `posenfs` runs (``main`` -> ``run_app``), not the CliRunner: Click's own display of
+    these is a usage block and a boxed message."""
+    from posenfs_cli.cli.app import run_app
+
+    assert run_app(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: ")
+    assert says in err and "╭" not in err
+
+
+def test_a_bare_group_prints_its_help(capsys):
+    from posenfs_cli.cli.app import run_app
+
+    assert run_app(["data"]) == 2
+    out, err = capsys.readouterr()
+    assert "synth" in out and err == ""

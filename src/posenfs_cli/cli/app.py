@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
 from posenfs_cli import __version__
-from posenfs_cli.cli.common import GlobalState, console
+from posenfs_cli.cli.common import GlobalState, console, err_console, usage_error
 
 app = typer.Typer(
     name="posenfs",
@@ -79,11 +80,32 @@ def _register() -> None:
 _register()
 
 
+def run_app(args: list[str] | None = None) -> int:
+    """Run the app and return its exit status. Outside Click's standalone mode, so that its
+    usage errors print as one line like ours (``usage_error``). Typer >= 0.2x vendors Click, so
+    its exceptions are recognised by what they carry, not by class."""
+    try:
+        rv = app(args=args, prog_name="posenfs", standalone_mode=False)
+    except Exception as exc:
+        name = type(exc).__name__
+        if name == "NoArgsIsHelpError":  # a bare group (`posenfs data`): help already printed
+            return 2
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+            return usage_error(exc)
+        if name == "Abort":  # end of input at a prompt
+            err_console.print("Aborted!")
+            return 1
+        raise
+    return rv if isinstance(rv, int) else 0  # typer.Exit(code) comes back as its code
+
+
 def main() -> None:
     from posenfs_cli.engine.distributed import end_process
 
     try:
-        app()
+        code = run_app()
+        if code:
+            sys.exit(code)
     except SystemExit as exc:
         end_process(exc.code)  # a distributed worker ends here (see engine.distributed)
         raise

@@ -51,6 +51,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def usage_error(exc: Any) -> int:
+    """Print a Click usage error (unknown option, bad value, no such command) as the same one
+    ``error:`` line as every other mistake, with where to look; Click's own display is a usage
+    block and a boxed message. Returns its exit status (2)."""
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see: {ctx.command_path} {ctx.help_option_names[0]})" if ctx is not None else ""
+    text = escape(one_line(exc.format_message()) + hint)
+    err_console.print(f"[bold red]error:[/] {text}", soft_wrap=True)
+    return int(exc.exit_code)
+
+
 def one_line(text: str) -> str:
     text = text.strip()
     return text.splitlines()[0] if text else "unknown error"
