@@ -56,6 +56,18 @@ def test_onnx_matches_pytorch_with_dynamic_batch(ckpt, tmp_path):
         assert np.abs(got - ref).max() < 1e-4
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["keypoints"] == "mpii" and "flip_pairs" in meta
+    assert meta["input_format"].startswith("rgb,") and "RGB, ImageNet" in res.output
+
+
+def test_a_bgr_checkpoint_exports_saying_bgr(tmp_path):
+    """A checkpoint imported from the authors' code reads BGR; its ONNX file must say so."""
+    recipe = load_recipe(REPO / "src/posenfs_cli/recipes/synthetic/tiny.yaml")
+    model = build_from_recipe(recipe, load_pretrained=False)
+    ckpt = save_checkpoint(tmp_path / "b.safetensors", model, recipe, extra={"input_format": "bgr"})
+    res = runner.invoke(app, ["export", str(ckpt), "--batch", "1"])
+    assert res.exit_code == 0, res.output
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "b.onnx")).metadata_props}
+    assert meta["input_format"].startswith("bgr,") and "BGR, ImageNet" in res.output
 
 
 def test_static_batch_and_default_path(ckpt, tmp_path):

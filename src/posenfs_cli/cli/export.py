@@ -58,9 +58,9 @@ def _export(
     target = out if out is not None else Path(checkpoint).with_suffix(".onnx")
     size = list(ckpt.recipe.data.input_size)
     with console.status(f"exporting to ONNX (opset {opset}) and checking ...", spinner="dots"):
-        rep = export_and_check(
-            model, size, target, opset, static, get_layout(ckpt.recipe.data.keypoints)
-        )
+        layout = get_layout(ckpt.recipe.data.keypoints)
+        channels = str(ckpt.metadata.get("input_format", "rgb"))
+        rep = export_and_check(model, size, target, opset, static, layout, channels)
     console.print(
         f"ONNX Runtime vs PyTorch on a random batch of {rep.check_batch}: "
         f"max abs diff [bold]{rep.max_abs_diff:.2e}[/] (tolerance {atol:.0e})"
@@ -74,7 +74,8 @@ def _export(
     console.print(
         f"[green]exported[/] {rep.path} ({rep.size_mb:.1f} MiB, opset {rep.opset}, "
         f"batch {rep.batch}) in {rep.seconds:.1f} s\n"
-        f"  input  'input' {rep.input_shape} float32, RGB, ImageNet-normalised\n"
+        f"  input  'input' {rep.input_shape} float32, {rep.input_format.upper()}, "
+        "ImageNet-normalised\n"
         f"  output 'heatmaps' {rep.output_shape}; decode with argmax + quarter offset + "
         "inverse crop affine"
     )

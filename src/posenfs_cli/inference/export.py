@@ -86,6 +86,7 @@ class ExportReport:
     max_abs_diff: float
     check_batch: int
     seconds: float
+    input_format: str = "rgb"  # channel order of 'input' (bgr: imported from the authors' code)
 
     @property
     def size_mb(self) -> float:
@@ -117,10 +118,12 @@ def _require(module: str):
         ) from None
 
 
-def onnx_metadata(input_size: list[int], layout: KeypointLayout | None) -> dict[str, str]:
+def onnx_metadata(
+    input_size: list[int], layout: KeypointLayout | None, input_format: str = "rgb"
+) -> dict[str, str]:
     """What the exported file says about how to feed it and read its output."""
     meta = {
-        "input_format": "rgb, ImageNet-normalised: (x/255 - mean) / std",
+        "input_format": f"{input_format}, ImageNet-normalised: (x/255 - mean) / std",
         "mean": json.dumps(list(IMAGENET_MEAN)),
         "std": json.dumps(list(IMAGENET_STD)),
         "input_size_hw": json.dumps([int(input_size[0]), int(input_size[1])]),
@@ -193,12 +196,13 @@ def export_and_check(
     opset: int = 17,
     batch: int | None = None,
     layout: KeypointLayout | None = None,
+    input_format: str = "rgb",
 ) -> ExportReport:
-    """Export, then compare with PyTorch (batch 2 for a dynamic export: proves the axis is free)."""
+    """Export, then compare with PyTorch (batch 2 for a dynamic export: proves the axis is free).
+    ``input_format`` is the channel order the model reads, written into the file's metadata."""
     t0 = time.perf_counter()
-    path = export_onnx(
-        model, input_size, Path(out), opset, batch, onnx_metadata(input_size, layout)
-    )
+    meta = onnx_metadata(input_size, layout, input_format)
+    path = export_onnx(model, input_size, Path(out), opset, batch, meta)
     check_batch = batch or 2
     diff, shape = check_onnx(model, path, input_size, check_batch)
     n: int | str = batch or "batch"
@@ -211,6 +215,7 @@ def export_and_check(
         max_abs_diff=diff,
         check_batch=check_batch,
         seconds=time.perf_counter() - t0,
+        input_format=input_format,
     )
 
 
