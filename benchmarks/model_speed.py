@@ -143,9 +143,9 @@ def measure(recipe, device, args, compiled: bool) -> dict:
     net = ChannelsLast(model).train()
     maybe_compile(net, mode, device, "train")
     train = step_fn(net, xb, target, arch=False)
-    f_train, train_s = timed(train, device, max(3, args.runs // 2))
+    f_train, train_s = timed(train, device, args.runs)
     search = step_fn(net, xb, target, arch=True)
-    f_search, search_s = timed(search, device, max(3, args.runs // 2))
+    f_search, search_s = timed(search, device, args.runs)
     b = args.batch_size
     row[f"train_step_bs{b}_ms"] = round(train_s * 1e3, 1)
     row[f"search_step_bs{b}_ms"] = round(search_s * 1e3, 1)
