@@ -31,7 +31,7 @@ from posenfs_cli.data.base import (
     PoseDataset,
     PoseRecords,
 )
-from posenfs_cli.data.jsonio import expect_file, read_json, stack_field
+from posenfs_cli.data.jsonio import expect_file, load_detections, read_json, stack_field
 from posenfs_cli.data.layouts import COCO, KeypointLayout
 from posenfs_cli.errors import PosenfsError
 
@@ -345,8 +345,6 @@ class COCODataset(PoseDataset):
         coco = load_coco(ann_file)
         dets = None
         if detections_file is not None:
-            from posenfs_cli.data.jsonio import load_detections
-
             dets = load_detections(detections_file, box_threshold)
         return cls(coco, images, ann_name=str(ann_file), detections=dets, **kwargs)
 
