@@ -183,9 +183,9 @@ def build_eval_dataset(
 ) -> PoseDataset:
     """The evaluation set: ``cfg``'s val split, or an annotation file anywhere (``ann_file`` +
     ``image_dir``, read in the checkpoint's keypoint layout), in the checkpoint's channel order
-    ``input_format``. Refuses inputs that would be
-    ignored (detections for MPII, head boxes for COCO) and, for MPII, a set without head boxes,
-    so nothing is computed before a missing input is known.
+    ``input_format``. Refuses inputs that would be ignored (detections for MPII, head boxes for
+    COCO) and, for MPII, a set without head boxes, so nothing is computed before a missing input
+    is known.
     """
     layout = get_layout(cfg.keypoints)
     kind = layout.name
