@@ -144,6 +144,9 @@ CASES = [
     ),
     ("profile-folder", ["profile", "adir", "--no-timing"], "adir is a folder"),
     ("profile-truncated", ["profile", "truncated.safetensors"], "not a safetensors checkpoint"),
+    # --- eval ---
+    ("eval-workers-neg", ["eval", "tiny.safetensors", "--workers", "-1"], "workers must be >= 0"),
+    ("eval-batch-0", ["eval", "tiny.safetensors", "--batch-size", "0"], "batch size must be >= 1"),
     # --- prune ---
     ("prune-nan", ["prune", "nan.safetensors", "--no-timing"], "non-finite values"),
     ("prune-out-folder", ["prune", "tiny.safetensors", "--out", "adir"], "adir is a folder"),

@@ -269,7 +269,8 @@ def build_loader(
     """
     if batch_size < 1:
         raise PosenfsError(f"batch size must be >= 1, got {batch_size}")
-    workers = max(0, int(workers))
+    if workers < 0:  # DataLoader would raise a ValueError; a clamp would hide the typo
+        raise PosenfsError(f"workers must be >= 0, got {workers}")
     generator = torch.Generator()
     generator.manual_seed(int(seed))
     kwargs: dict[str, Any] = {}
@@ -280,7 +281,7 @@ def build_loader(
         batch_size=batch_size,
         shuffle=shuffle if sampler is None else False,
         sampler=sampler,
-        num_workers=workers,
+        num_workers=int(workers),
         drop_last=drop_last,
         generator=generator,
         pin_memory=torch.cuda.is_available(),
