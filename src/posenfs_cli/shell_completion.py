@@ -134,10 +134,12 @@ FILENAMES = {"bash": "posenfs.bash", "zsh": "_posenfs", "fish": "posenfs.fish"}
 
 
 def write_all(app: typer.Typer, folder: Path) -> list[Path]:
+    """Write the three scripts into ``folder`` (made if missing), each whole or not at all."""
+    from posenfs_cli.atomic import atomic_write_text
+    from posenfs_cli.errors import PosenfsError
+
+    if folder.exists() and not folder.is_dir():
+        raise PosenfsError(f"--write {folder} is a file; give a folder")
+    scripts = {folder / FILENAMES[shell]: render(shell, app) for shell in SHELLS}
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for shell in SHELLS:
-        p = folder / FILENAMES[shell]
-        p.write_text(render(shell, app))
-        out.append(p)
-    return out
+    return [atomic_write_text(p, text) for p, text in scripts.items()]

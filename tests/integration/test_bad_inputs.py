@@ -147,6 +147,8 @@ CASES = [
     # --- eval ---
     ("eval-workers-neg", ["eval", "tiny.safetensors", "--workers", "-1"], "workers must be >= 0"),
     ("eval-batch-0", ["eval", "tiny.safetensors", "--batch-size", "0"], "batch size must be >= 1"),
+    # --- completions ---
+    ("completions-write-file", ["completions", "--write", "afile"], "afile is a file"),
     # --- prune ---
     ("prune-nan", ["prune", "nan.safetensors", "--no-timing"], "non-finite values"),
     ("prune-out-folder", ["prune", "tiny.safetensors", "--out", "adir"], "adir is a folder"),

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import typer
 
+from posenfs_cli.cli.common import user_errors
 from posenfs_cli.shell_completion import SHELLS, render, write_all
 
 
+@user_errors
 def completions_command(
     shell: str | None = typer.Argument(None, help="bash | zsh | fish: print that script."),
     write: Path | None = typer.Option(None, "--write", help="Write all three into this folder."),
