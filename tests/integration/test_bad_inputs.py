@@ -147,6 +147,21 @@ CASES = [
     # --- eval ---
     ("eval-workers-neg", ["eval", "tiny.safetensors", "--workers", "-1"], "workers must be >= 0"),
     ("eval-batch-0", ["eval", "tiny.safetensors", "--batch-size", "0"], "batch size must be >= 1"),
+    ("eval-split-synthetic", ["eval", "tiny.safetensors", "--split", "foo"], "one validation set"),
+    (
+        "eval-split-with-ann-file",
+        [
+            "eval",
+            "tiny.safetensors",
+            "--ann-file",
+            "list.json",
+            "--image-dir",
+            "adir",
+            "--split",
+            "x",
+        ],
+        "with --ann-file it is unused",
+    ),
     # --- completions ---
     ("completions-write-file", ["completions", "--write", "afile"], "afile is a file"),
     # --- prune ---

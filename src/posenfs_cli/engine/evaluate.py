@@ -61,6 +61,13 @@ def eval_recipe(ckpt: Any, opts: EvalOptions) -> Recipe:
         )
     rec = apply_overrides(set_values(ckpt.recipe, values), list(opts.sets))
     kind = rec.data.dataset
+    if opts.split and opts.ann_file is not None:
+        raise PosenfsError("--split picks a file under --data-root; with --ann-file it is unused")
+    if opts.split and kind == "synthetic" and not rec.data.root:
+        raise PosenfsError(
+            "--split picks a file under --data-root; the built-in synthetic data (no "
+            "--data-root) has one validation set"
+        )
     if kind in LAYOUTS and kind != ckpt.recipe.data.keypoints:
         raise PosenfsError(
             f"{ckpt.path} was trained on {ckpt.recipe.data.keypoints} keypoints "
