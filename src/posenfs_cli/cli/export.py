@@ -59,8 +59,7 @@ def _export(
     size = list(ckpt.recipe.data.input_size)
     with console.status(f"exporting to ONNX (opset {opset}) and checking ...", spinner="dots"):
         layout = get_layout(ckpt.recipe.data.keypoints)
-        channels = str(ckpt.metadata.get("input_format", "rgb"))
-        rep = export_and_check(model, size, target, opset, static, layout, channels)
+        rep = export_and_check(model, size, target, opset, static, layout, ckpt.input_format)
     console.print(
         f"ONNX Runtime vs PyTorch on a random batch of {rep.check_batch}: "
         f"max abs diff [bold]{rep.max_abs_diff:.2e}[/] (tolerance {atol:.0e})"

@@ -100,6 +100,12 @@ class Checkpoint:
         return int(self.metadata.get("format_version", "1"))
 
     @property
+    def input_format(self) -> str:
+        """The channel order the model reads: rgb, or bgr for models imported from the authors'
+        code (their loader feeds OpenCV's BGR images). Eval, predict and export follow it."""
+        return self.metadata.get("input_format", "rgb")
+
+    @property
     def epoch(self) -> int:
         return int(self.metadata.get("epoch", "0"))
 

@@ -184,9 +184,9 @@ def prepare(checkpoint: Path, opts: EvalOptions) -> EvalJob:
     ckpt = read_checkpoint(checkpoint)
     rec = eval_recipe(ckpt, opts)
     layout = get_layout(rec.data.keypoints)
-    # checkpoints imported from the authors' code read BGR crops (their loader's convention)
-    fmt = str(ckpt.metadata.get("input_format", "rgb"))
-    ds = build_eval_dataset(rec.data, opts.ann_file, opts.image_dir, opts.head_boxes, fmt)
+    ds = build_eval_dataset(
+        rec.data, opts.ann_file, opts.image_dir, opts.head_boxes, ckpt.input_format
+    )
     kind = layout.name if opts.ann_file is not None else rec.data.dataset
     model, _ = build_from_checkpoint(ckpt, dev)
     model = inference_model(model, dev, channels_last=True, compile=rec.eval.compile)

@@ -146,7 +146,7 @@ class Predictor:
         from posenfs_cli.engine.checkpoint import build_from_checkpoint
 
         model, ckpt = build_from_checkpoint(path, device)
-        kwargs.setdefault("input_format", ckpt.metadata.get("input_format", "rgb"))
+        kwargs.setdefault("input_format", ckpt.input_format)
         predictor = cls(
             model,
             get_layout(ckpt.recipe.data.keypoints),
