@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import torch
 from torch import nn
@@ -62,14 +62,22 @@ class ProfileReport:
         return d
 
 
+class MacCount(NamedTuple):
+    """Conv/linear multiply-accumulates at batch 1; ``total`` is backbone + parts."""
+
+    total: int
+    backbone: int
+    parts: dict[str, int]
+
+
 @torch.no_grad()
 def conv_macs(
     model: PoseNet,
     input_size: list[int],
     device: torch.device | str = "cpu",
     transpose_by_output: bool = False,
-) -> tuple[int, int, dict[str, int]]:
-    """(total, backbone, per part) conv/linear MACs at batch 1 via forward hooks.
+) -> MacCount:
+    """Conv/linear MACs at batch 1 (in total, for the backbone, per part) via forward hooks.
 
     A ConvTranspose2d does ``weight.numel() × input H×W`` MACs (each input pixel is spread over
     k×k outputs). ``transpose_by_output=True`` counts it by output H×W instead, as HRNet's
@@ -105,7 +113,7 @@ def conv_macs(
             h.remove()
         model.train(was_training)
     per_part = {k: counts[k] for k in part_names}
-    return counts["backbone"] + sum(per_part.values()), counts["backbone"], per_part
+    return MacCount(counts["backbone"] + sum(per_part.values()), counts["backbone"], per_part)
 
 
 def thop_macs(model: nn.Module, input_size: list[int]) -> int | None:
@@ -198,23 +206,23 @@ def static_profile(
     """Counts only (params, conv MACs, thop): fast, no timing."""
     device = torch.device(device)
     model = model.to(device)
-    total, backbone, per_part, arch = count_params(model)
-    macs_total, macs_bb, macs_parts = conv_macs(model, input_size, device)
-    paper_macs = macs_total
+    params = count_params(model)
+    macs = conv_macs(model, input_size, device)
+    paper_macs = macs.total
     if any(isinstance(m, nn.ConvTranspose2d) for m in model.modules()):
-        paper_macs = conv_macs(model, input_size, device, transpose_by_output=True)[0]
+        paper_macs = conv_macs(model, input_size, device, transpose_by_output=True).total
     return ProfileReport(
         input_size=list(input_size),
         batch_size=batch_size,
         device=str(device),
-        params_total=total,
-        params_backbone=backbone,
-        params_parts=per_part,
-        macs_total=macs_total,
-        macs_backbone=macs_bb,
-        macs_parts=macs_parts,
+        params_total=params.total,
+        params_backbone=params.backbone,
+        params_parts=params.parts,
+        macs_total=macs.total,
+        macs_backbone=macs.backbone,
+        macs_parts=macs.parts,
         thop_macs=thop_macs(model, input_size),
-        arch_params=arch,
+        arch_params=params.arch,
         paper=dict(paper or {}),
         paper_gflops=paper_macs / 2**30,
     )

@@ -220,7 +220,7 @@ def test_cnf_vs_branchnet_at_equal_params():
 
     planned = plan_runs(experiment_from_args(["experiments/cnf_vs_branchnet"], [0], None, []))
     sizes = {
-        r.spec.name: count_params(build_from_recipe(r.recipe, load_pretrained=False))[0]
+        r.spec.name: count_params(build_from_recipe(r.recipe, load_pretrained=False)).total
         for r in planned
     }
     assert planned[1].recipe.model.head == "branchnet" and planned[1].command == "train"

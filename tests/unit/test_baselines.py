@@ -80,7 +80,7 @@ def test_deconv_head_is_simplebaseline():
     ]
     assert head.head.conv.out_channels == 17
     # SimpleBaseline-ResNet-50 is 34.0M params (Xiao et al.): 33,999,697 here
-    assert count_params(model)[0] == 33_999_697
+    assert count_params(model).total == 33_999_697
 
 
 class _OneDeconv(nn.Module):

@@ -232,9 +232,9 @@ def test_pruned_model_matches_outputs_and_fresh_build_sizes():
     fresh = build_model(cfg, MPII, prune=report.specs)
     assert count_params(pruned) == count_params(fresh)
     assert conv_macs(pruned, SIZE) == conv_macs(fresh, SIZE)
-    before, after = count_params(model)[0], count_params(pruned)[0]
+    before, after = count_params(model).total, count_params(pruned).total
     assert after < before and report.params_before == before and report.params_after == after
-    assert conv_macs(pruned, SIZE)[0] < conv_macs(model, SIZE)[0]
+    assert conv_macs(pruned, SIZE).total < conv_macs(model, SIZE).total
     assert len(pruned.parts[0].adapters) == 3  # level 0 adapter gone
 
 
@@ -309,7 +309,7 @@ def test_pruning_a_pruned_model_again():
     assert not loose.nothing_removed
     for name, spec in find_dead(once).items():
         assert spec.cells <= loose.specs[name].cells and spec.ops <= loose.specs[name].ops
-    assert count_params(more)[0] < count_params(once)[0]
+    assert count_params(more).total < count_params(once).total
 
 
 def test_threshold_reports_the_difference_instead_of_raising():
@@ -320,7 +320,7 @@ def test_threshold_reports_the_difference_instead_of_raising():
     loose, r1 = prune_model(model, recipe, threshold=0.15)
     assert not r1.nothing_removed
     assert r1.max_abs_diff > 1e-6  # not exact any more, but reported
-    assert count_params(loose)[0] < count_params(exact)[0]
+    assert count_params(loose).total < count_params(exact).total
 
 
 def test_verification_catches_a_wrong_pruning(monkeypatch):

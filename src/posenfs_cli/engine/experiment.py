@@ -285,10 +285,10 @@ def model_sizes(model: torch.nn.Module, input_size: list[int]) -> dict[str, Any]
     model = getattr(model, "module", model)
     device = next(model.parameters()).device
     size = list(input_size)
-    macs = conv_macs(cast("PoseNet", model), size, device)[0]
-    paper = conv_macs(cast("PoseNet", model), size, device, transpose_by_output=True)[0]
+    macs = conv_macs(cast("PoseNet", model), size, device).total
+    paper = conv_macs(cast("PoseNet", model), size, device, transpose_by_output=True).total
     return {
-        "params": count_params(cast("PoseNet", model))[0],
+        "params": count_params(cast("PoseNet", model)).total,
         "gmacs": macs / 1e9,
         "gflops_paper": paper / 2**30,
         "input_size": size,

@@ -34,11 +34,11 @@ def genotype_path(out: Path) -> Path:
 
 def sizes(model: PoseNet, size: list[int], device: torch.device) -> dict[str, Any]:
     """Params and conv MACs, in total, for the backbone and for each part."""
-    total, backbone, parts, _arch = profiling.count_params(model)
-    macs, macs_bb, macs_parts = profiling.conv_macs(model, size, device)
+    params = profiling.count_params(model)
+    macs = profiling.conv_macs(model, size, device)
     return {
-        "params": {"total": total, "backbone": backbone, **parts},
-        "macs": {"total": macs, "backbone": macs_bb, **macs_parts},
+        "params": {"total": params.total, "backbone": params.backbone, **params.parts},
+        "macs": {"total": macs.total, "backbone": macs.backbone, **macs.parts},
     }
 
 

@@ -373,8 +373,8 @@ def prune_model(
         max_abs_output=scale,
         input_size=size,
         batch_size=batch_size,
-        params_before=count_params(src)[0],
-        params_after=count_params(pruned)[0],
+        params_before=count_params(src).total,
+        params_after=count_params(pruned).total,
         smallest_kept=_smallest_kept(pruned, specs),
     )
     return pruned, report

@@ -4,7 +4,7 @@ report them."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 if TYPE_CHECKING:
     from posenfs_cli.models.posenet import PartNet, PoseNet
@@ -16,8 +16,17 @@ def _owner(name: str, part_names: list[str]) -> str:
     return "backbone"
 
 
-def count_params(model: PoseNet) -> tuple[int, int, dict[str, int], int]:
-    """(total, backbone, per part, architecture) parameter counts."""
+class ParamCount(NamedTuple):
+    """Parameter counts; ``total`` is backbone + parts, without the α/β counted in ``arch``."""
+
+    total: int
+    backbone: int
+    parts: dict[str, int]
+    arch: int
+
+
+def count_params(model: PoseNet) -> ParamCount:
+    """Parameter counts by owner: the backbone, each part, and the architecture (α/β)."""
     part_names = [p.name for p in cast("Iterable[PartNet]", model.parts)]
     per_part = dict.fromkeys(part_names, 0)
     backbone = arch = 0
@@ -30,4 +39,4 @@ def count_params(model: PoseNet) -> tuple[int, int, dict[str, int], int]:
             backbone += p.numel()
         else:
             per_part[owner] += p.numel()
-    return backbone + sum(per_part.values()), backbone, per_part, arch
+    return ParamCount(backbone + sum(per_part.values()), backbone, per_part, arch)

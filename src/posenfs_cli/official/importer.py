@@ -956,9 +956,9 @@ def import_official(
     result.conversion = conv
     if inspect:
         return result
-    result.params = count_params(conv.model)[0]
+    result.params = count_params(conv.model).total
     dense = build_model(conv.recipe.model, get_layout(res.dataset), load_pretrained=False)
-    result.params_unpruned = count_params(dense)[0]
+    result.params_unpruned = count_params(dense).total
     extra = {
         # Their loader feeds OpenCV's BGR images normalised with RGB statistics: predict follows.
         "input_format": "bgr",
