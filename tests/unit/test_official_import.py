@@ -20,15 +20,10 @@ from posenfs_cli.models.posenet import PartNet
 from posenfs_cli.models.size import count_params
 from posenfs_cli.nas.fabric import FabricSpec
 from posenfs_cli.official import format as fmt
-from posenfs_cli.official.importer import (
-    ImportMismatch,
-    build_recipe,
-    convert,
-    import_official,
-    infer,
-    read_state,
-    resolve,
-)
+from posenfs_cli.official.convert import build_recipe, convert
+from posenfs_cli.official.importer import import_official
+from posenfs_cli.official.infer import infer, read_state
+from posenfs_cli.official.resolve import ImportMismatch, resolve
 from tests.conftest import REPO, SHARED_DATA, needs_shared
 
 OFFICIAL = SHARED_DATA / "official"

@@ -70,7 +70,8 @@ def _import(
     inspect: bool,
     input_size: str | None,
 ) -> None:
-    from posenfs_cli.official.importer import ImportMismatch, import_official
+    from posenfs_cli.official.importer import import_official
+    from posenfs_cli.official.resolve import ImportMismatch
 
     recipe = None
     if recipe_name is not None:
