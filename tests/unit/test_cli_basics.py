@@ -68,3 +68,40 @@ def test_a_bare_group_prints_its_help(capsys):
     assert run_app(["data"]) == 2
     out, err = capsys.readouterr()
     assert "synth" in out and err == ""
+
+
+def _help_texts(command, path=("posenfs",)):
+    """(where, text) for every command's help and every parameter's help and shown default."""
+    yield " ".join(path), command.help or ""
+    for param in command.params:
+        where = f"{' '.join(path)} {param.name}"
+        yield where, getattr(param, "help", None) or ""
+        if isinstance(getattr(param, "show_default", None), str):
+            yield where, param.show_default
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _help_texts(sub, (*path, name))
+
+
+def test_help_texts_survive_rich_markup():
+    """`-h` renders help as rich markup: an unescaped "[default: x]" or "[x1, y1]" vanished."""
+    import typer.main
+    from rich.text import Text
+
+    texts = list(_help_texts(typer.main.get_command(app)))
+    assert len(texts) > 100 and any("newest runs/search" in t for _, t in texts)
+    eaten = [
+        (where, text)
+        for where, text in texts
+        if Text.from_markup(text).plain != text.replace("\\[", "[")
+    ]
+    assert eaten == []
+
+
+def test_checkpoint_default_is_shown(capsys, monkeypatch):
+    from posenfs_cli.cli.app import run_app
+
+    monkeypatch.setenv("COLUMNS", "250")  # one help row per line
+    assert run_app(["eval", "-h"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "newest runs/search|train/*/best.safetensors" in out
+    assert "the checkpoint's" in out

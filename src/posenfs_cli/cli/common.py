@@ -21,8 +21,10 @@ err_console = Console(stderr=True, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Options several commands share (Typer reads these defaults per command).
-LATEST = "[default: the newest runs/search|train/*/best.safetensors]"
-O_CHECKPOINT = typer.Argument(None, help=f"A posenfs .safetensors checkpoint {LATEST}.")
+# Shown as the default of checkpoint arguments (``show_default`` escapes it; a "[default: ...]"
+# typed into a help text would be eaten as rich markup).
+LATEST = "the newest runs/search|train/*/best.safetensors"
+O_CHECKPOINT = typer.Argument(None, help="A posenfs .safetensors checkpoint.", show_default=LATEST)
 O_DEVICE = typer.Option(None, "--device", help="auto | cpu | cuda[:N].")
 O_JSON = typer.Option(False, "--json", help="Print one JSON object instead.")
 O_PROJECT = typer.Option(Path("runs"), "--project", help="Parent folder of run folders.")

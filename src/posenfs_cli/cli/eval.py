@@ -25,7 +25,7 @@ def eval_command(
     ctx: typer.Context,
     checkpoint: Path | None = O_CHECKPOINT,
     dataset: str | None = typer.Option(
-        None, "--dataset", help="mpii | coco | synthetic [default: the checkpoint's]."
+        None, "--dataset", help="mpii | coco | synthetic.", show_default="the checkpoint's"
     ),
     data_root: str | None = typer.Option(None, "--data-root", help="Dataset folder."),
     split: str | None = typer.Option(None, "--split", help="Split name (valid, val2017, ...)."),
@@ -44,8 +44,8 @@ def eval_command(
     head_boxes: Path | None = typer.Option(
         None,
         "--head-boxes",
-        help="MPII with --ann-file: head boxes for PCKh (gt_valid.mat, or a JSON list of "
-        "[x1, y1, x2, y2] per record).",
+        help="MPII with --ann-file: head boxes for PCKh (gt_valid.mat, or a JSON list with one "
+        "x1, y1, x2, y2 box per record).",
     ),
     batch_size: int = typer.Option(32, "--batch-size", "-b"),
     workers: int = typer.Option(2, "--workers", "-j"),

@@ -26,8 +26,9 @@ def export_command(
         1e-4, "--atol", help="Fail when ONNX Runtime and PyTorch differ by more than this."
     ),
 ) -> None:
-    """Export the network to ONNX ([N,3,H,W] normalised RGB in, [N,K,H/4,W/4] heatmaps out)
-    and check it with ONNX Runtime against PyTorch on a random input.
+    """Export the network to ONNX (N×3×H×W normalised RGB in, or BGR for a checkpoint imported
+    from the authors' code; N×K×H/4×W/4 heatmaps out) and check it with ONNX Runtime against
+    PyTorch on a random input.
 
     Cropping and decoding are not part of the graph; the file's metadata records the input
     normalisation, keypoint names and flip pairs.

@@ -32,7 +32,8 @@ def predict_command(
         None,
         "--checkpoint",
         "-c",
-        help=f"A posenfs .safetensors checkpoint {LATEST}.",
+        help="A posenfs .safetensors checkpoint.",
+        show_default=LATEST,
     ),
     boxes: Path | None = typer.Option(
         None,

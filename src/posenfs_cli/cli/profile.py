@@ -26,7 +26,8 @@ def profile_command(
     ctx: typer.Context,
     checkpoint: Path | None = typer.Argument(
         None,
-        help=f"A posenfs .safetensors checkpoint, or --recipe {LATEST}.",
+        help="A posenfs .safetensors checkpoint, or --recipe.",
+        show_default=LATEST,
     ),
     recipe: str | None = typer.Option(
         None, "--recipe", "-r", help="A recipe YAML or shipped name (mpii/mbv2_p3_h1_c10_256)."

@@ -14,8 +14,8 @@ O_RECIPE = typer.Option(
     None,
     "--recipe",
     "-r",
-    help=f"Recipe YAML or shipped name (e.g. synthetic/tiny) [default: {DEFAULT_RECIPE}; "
-    "with --dataset mpii or coco, the paper's MobileNetV2 recipe for it].",
+    help="Recipe YAML or shipped name (e.g. synthetic/tiny).",
+    show_default=f"{DEFAULT_RECIPE}; with --dataset mpii or coco, the paper's MobileNetV2 recipe",
 )
 O_DATASET = typer.Option(None, "--dataset", help="synthetic | mpii | coco | crowdpose.")
 O_DATA_ROOT = typer.Option(None, "--data-root", help="Dataset folder (see README: data layouts).")
@@ -34,7 +34,8 @@ O_PRETRAINED = typer.Option(
     None,
     "--pretrained",
     help="Backbone initialisation: imagenet (downloaded once, see README), a weights file, "
-    "or none [default: the recipe's].",
+    "or none.",
+    show_default="the recipe's",
 )
 O_COMPILE = typer.Option(
     None,

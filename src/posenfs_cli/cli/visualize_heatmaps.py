@@ -29,7 +29,7 @@ def heatmaps_command(
         None, help="An image with one person (or use --box).", show_default=False
     ),
     box: str | None = typer.Option(
-        None, "--box", help="Person box x1,y1,x2,y2 in pixels [default: the whole image]."
+        None, "--box", help="Person box x1,y1,x2,y2 in pixels.", show_default="the whole image"
     ),
     kpt_thr: float = typer.Option(0.3, "--kpt-thr", help="Draw joints scoring above this."),
     out: Path | None = typer.Option(None, "--out", "-o", help="PNG path."),
