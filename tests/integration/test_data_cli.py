@@ -116,6 +116,14 @@ def test_synth_is_bit_identical_and_seed_dependent(tmp_path, mpii_root):
     assert a[0]["joints"] != b[0]["joints"]
 
 
+def test_synth_prints_a_markup_like_folder_literally(tmp_path):
+    out = tmp_path / "d[red]x"
+    res = synth(out, "mpii")
+    assert res.exit_code == 0, res.output
+    assert f"--data-root {out}" in " ".join(res.output.split())
+    assert (out / "annot" / "train.json").is_file()
+
+
 def test_synth_refuses_to_overwrite(mpii_root):
     res = synth(mpii_root, "mpii")
     assert res.exit_code == 2 and "--force" in res.output

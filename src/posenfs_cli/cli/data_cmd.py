@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -96,10 +97,11 @@ def synth_command(
         f"in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.0f} images/s)"
     )
     for f in summary.files:
-        console.print(f"  wrote {f}{'/' if f.is_dir() else ''}")
+        console.print(escape(f"  wrote {f}{'/' if f.is_dir() else ''}"))
+    where = escape(str(out))
     console.print(
-        f"[green]done[/]: {out}  — use it with [bold]--dataset {fmt} --data-root {out}[/] "
-        f"(or data.dataset=synthetic, data.root={out}, data.keypoints={fmt})"
+        f"[green]done[/]: {where}  — use it with [bold]--dataset {fmt} --data-root {where}[/] "
+        f"(or data.dataset=synthetic, data.root={where}, data.keypoints={fmt})"
     )
 
 
