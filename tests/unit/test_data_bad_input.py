@@ -81,6 +81,45 @@ def test_missing_coco_annotation(tmp_path):
         build_dataset(cfg_for(tmp_path, "coco"), "train", train=False)
 
 
+def test_split_names_alias_both_ways():
+    from posenfs_cli.data.jsonio import split_names
+
+    same = (("train", "train2017"), ("val", "valid", "val2017"))
+    assert split_names("val2017", same) == ["val2017", "val", "valid"]
+    assert split_names("val", same) == ["val", "valid", "val2017"]
+    assert split_names("train", same) == ["train", "train2017"]
+    assert split_names("test", same) == ["test"]
+
+
+@pytest.mark.parametrize(
+    ("layout", "asked", "written"),
+    [
+        ("coco", "val2017", "val"),  # COCO's own name finds a `posenfs data synth` root
+        ("coco", "val", "val2017"),
+        ("coco", "train2017", "train"),
+        ("mpii", "val", "valid"),
+        ("mpii", "valid", "val"),
+        ("crowdpose", "valid", "val"),
+    ],
+)
+def test_split_aliases_find_the_written_file(tmp_path, layout, asked, written):
+    from posenfs_cli.data.coco import coco_paths
+    from posenfs_cli.data.crowdpose import crowdpose_paths
+    from posenfs_cli.data.mpii import mpii_paths
+
+    rel, images, paths = {
+        "coco": (f"annotations/person_keypoints_{written}.json", f"images/{written}", coco_paths),
+        "mpii": (f"annot/{written}.json", "images", mpii_paths),
+        "crowdpose": (f"annotations/crowdpose_{written}.json", "images", crowdpose_paths),
+    }[layout]
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / rel).write_text("[]")
+    (tmp_path / images).mkdir(parents=True)
+    assert paths(tmp_path, asked) == (tmp_path / rel, tmp_path / images)
+    with pytest.raises(PosenfsError, match="test"):  # an unknown split names itself
+        paths(tmp_path, "test")
+
+
 def test_synthetic_root_without_layout(tmp_path):
     with pytest.raises(PosenfsError, match="neither annot/"):
         build_dataset(cfg_for(tmp_path, "synthetic"), "train", train=False)

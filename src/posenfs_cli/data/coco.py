@@ -31,7 +31,14 @@ from posenfs_cli.data.base import (
     PoseDataset,
     PoseRecords,
 )
-from posenfs_cli.data.jsonio import expect_file, load_detections, read_json, stack_field
+from posenfs_cli.data.jsonio import (
+    expect_file,
+    first_file,
+    load_detections,
+    read_json,
+    split_names,
+    stack_field,
+)
 from posenfs_cli.data.layouts import COCO, KeypointLayout
 from posenfs_cli.errors import PosenfsError
 
@@ -39,11 +46,8 @@ LAYOUT_HINT = (
     "ROOT/annotations/person_keypoints_<split>.json (COCO keypoints) "
     "and images in ROOT/images/<split>/"
 )
-SPLIT_ALIASES = {
-    "train": ("train", "train2017"),
-    "val": ("val", "val2017", "valid"),
-    "valid": ("valid", "val", "val2017"),
-}
+# Split names that mean the same files: COCO's own (val2017), and posenfs data synth's (val).
+SPLIT_ALIASES = (("train", "train2017"), ("val", "valid", "val2017"))
 PERSON = 1
 
 
@@ -360,15 +364,10 @@ def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
     base = Path(root)
     expect_file(base, "data root", LAYOUT_HINT)
     expect_file(base / "annotations", "COCO annotation folder", LAYOUT_HINT)
-    names = SPLIT_ALIASES.get(split, (split,))
-    chosen = names[0]
-    for name in names:
-        if (base / "annotations" / f"person_keypoints_{name}.json").is_file():
-            chosen = name
-            break
-    ann = base / "annotations" / f"person_keypoints_{chosen}.json"
+    names = split_names(split, SPLIT_ALIASES)
+    ann = first_file(base / "annotations" / f"person_keypoints_{n}.json" for n in names)
     expect_file(ann, "COCO annotation file", LAYOUT_HINT)
-    image_dir = base / "images" / chosen
+    image_dir = base / "images" / ann.stem.removeprefix("person_keypoints_")
     expect_file(image_dir, "COCO image folder", LAYOUT_HINT)
     return ann, image_dir
 

@@ -19,6 +19,7 @@ from pycocotools.coco import COCO as CocoApi
 
 from posenfs_cli.data.base import ImageSource
 from posenfs_cli.data.coco import COCODataset
+from posenfs_cli.data.jsonio import first_file, split_names
 from posenfs_cli.data.layouts import CROWDPOSE, KeypointLayout
 from posenfs_cli.errors import PosenfsError
 
@@ -26,7 +27,7 @@ LAYOUT_HINT = (
     "ROOT/annotations/crowdpose_<split>.json (CrowdPose keypoints, 14 joints) "
     "and images in ROOT/images/"
 )
-SPLIT_ALIASES = {"valid": ("val", "valid"), "val": ("val", "valid")}
+SPLIT_ALIASES = (("val", "valid"),)
 ANNOTATION_DIRS = ("annotations", "json")
 
 
@@ -62,11 +63,10 @@ def crowdpose_paths(root: str | Path, split: str) -> tuple[Path, Path]:
     base = Path(root)
     if not base.is_dir():
         raise _missing("data root", base)
-    names = SPLIT_ALIASES.get(split, (split,))
-    candidates = [base / d / f"crowdpose_{n}.json" for d in ANNOTATION_DIRS for n in names]
-    ann = next((c for c in candidates if c.is_file()), None)
-    if ann is None:
-        raise _missing("CrowdPose annotation file", candidates[0])
+    names = split_names(split, SPLIT_ALIASES)
+    ann = first_file(base / d / f"crowdpose_{n}.json" for d in ANNOTATION_DIRS for n in names)
+    if not ann.is_file():
+        raise _missing("CrowdPose annotation file", ann)
     image_dir = base / "images"
     if not image_dir.is_dir():
         raise _missing("CrowdPose image folder", image_dir)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,19 @@ def write_json(path: Path, data: Any) -> Path:
     tmp.write_text(text)
     tmp.replace(path)
     return path
+
+
+def split_names(split: str, same: Sequence[tuple[str, ...]]) -> list[str]:
+    """``split``, then the other names of its group in ``same`` (e.g. val, valid, val2017): the
+    file names a dataset's own release and ``posenfs data synth`` give one split."""
+    group = next((g for g in same if split in g), ())
+    return [split, *(n for n in group if n != split)]
+
+
+def first_file(paths: Iterable[Path]) -> Path:
+    """The first of ``paths`` that is a file, or the first one when none is (for the error)."""
+    paths = list(paths)
+    return next((p for p in paths if p.is_file()), paths[0])
 
 
 def expect_file(path: Path, what: str, layout_hint: str) -> None:

@@ -28,7 +28,7 @@ from posenfs_cli.data.base import (
     PoseRecords,
     image_ids_by_first_use,
 )
-from posenfs_cli.data.jsonio import expect_file, read_json, stack_field
+from posenfs_cli.data.jsonio import expect_file, first_file, read_json, split_names, stack_field
 from posenfs_cli.data.layouts import MPII, KeypointLayout
 from posenfs_cli.errors import PosenfsError
 
@@ -36,7 +36,8 @@ LAYOUT_HINT = (
     "ROOT/annot/{train,valid}.json with records {image, center, scale, joints, joints_vis} "
     "and images in ROOT/images/"
 )
-SPLIT_ALIASES = {"val": ("valid", "val"), "valid": ("valid", "val"), "test": ("test",)}
+# The HRNet release names the validation split "valid"; "val" finds it too.
+SPLIT_ALIASES = (("valid", "val"),)
 
 
 def parse_mpii_records(raw: Any, source: str, layout: KeypointLayout = MPII) -> PoseRecords:
@@ -219,16 +220,8 @@ def mpii_paths(root: str | Path, split: str) -> tuple[Path, Path]:
     base = Path(root)
     expect_file(base, "data root", LAYOUT_HINT)
     expect_file(base / "annot", "MPII annotation folder", LAYOUT_HINT)
-    names = SPLIT_ALIASES.get(split, (split,))
-    for name in names:
-        ann = base / "annot" / f"{name}.json"
-        if ann.is_file():
-            break
-    expect_file(
-        ann if ann.is_file() else base / "annot" / f"{names[0]}.json",
-        "MPII annotation file",
-        LAYOUT_HINT,
-    )
+    ann = first_file(base / "annot" / f"{n}.json" for n in split_names(split, SPLIT_ALIASES))
+    expect_file(ann, "MPII annotation file", LAYOUT_HINT)
     expect_file(base / "images", "MPII image folder", LAYOUT_HINT)
     return ann, base / "images"
 
