@@ -97,6 +97,7 @@ def test_eval_cli_synthetic_writes_run_folder(tmp_path):
     run = tmp_path / "runs" / "eval" / "exp"
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["persons"] == 8 and 0 <= summary["pckh"] <= 100
+    assert not {"data_root", "ann_file", "boxes"} & set(summary)  # built-in data: no files
     assert (run / "pred.mat").is_file()
     assert "| model | Head | Shoulder |" in (run / "results.md").read_text()
 
@@ -125,6 +126,10 @@ def test_eval_cli_coco_samples_with_detections(tmp_path):
     results = json.loads((run / "keypoints_results.json").read_text())
     assert results and len(results[0]["keypoints"]) == 51 and results[0]["category_id"] == 1
     assert "| model | AP | AP50 |" in (run / "results.md").read_text()
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["ann_file"] == str(SHARED_DATA / "coco/test_coco.json")
+    assert summary["boxes"] == str(SHARED_DATA / "coco/test_coco_det_AP_H_56.json")
+    assert summary["box_threshold"] == 0.5 and "data_root" not in summary
 
 
 def test_eval_cli_mpii_checkpoint_on_coco_is_refused(tmp_path):
@@ -167,6 +172,8 @@ def test_eval_counts_an_unreadable_image_from_workers(tmp_path):
     assert "1 unreadable image(s) skipped" in result.output
     summary = json.loads((tmp_path / "runs/eval/exp/metrics.json").read_text())
     assert summary["persons"] == 4 and summary["skipped_images"] == 1
+    assert summary["data_root"] == str(data) and summary["split"] == "valid"
+    assert "boxes" not in summary
 
 
 @pytest.mark.parametrize("fmt", ["rgb", "bgr"])

@@ -138,6 +138,20 @@ class EvalJob:
             )
         return self._write(preds, metrics, skipped)
 
+    def _sources(self) -> dict[str, Any]:
+        """The files that were scored, so that a metrics.json can be traced back to its data."""
+        o, data = self.opts, self.recipe.data
+        out: dict[str, Any] = {}
+        if o.ann_file:
+            out.update(ann_file=str(o.ann_file), image_dir=str(o.image_dir))
+        elif data.root:
+            out.update(data_root=str(data.root), split=data.val_split)
+        if o.head_boxes:
+            out["head_boxes"] = str(o.head_boxes)
+        if data.boxes and not data.use_gt_boxes:
+            out.update(boxes=str(data.boxes), box_threshold=data.box_threshold)
+        return out
+
     def _write(self, preds: Any, metrics: dict[str, Any], skipped: int) -> EvalResult:
         from posenfs_cli.data.jsonio import json_safe
         from posenfs_cli.engine.run import new_run_dir
@@ -157,8 +171,7 @@ class EvalJob:
         summary = {
             "checkpoint": str(self.checkpoint),
             "dataset": self.kind,
-            **({"ann_file": str(o.ann_file), "image_dir": str(o.image_dir)} if o.ann_file else {}),
-            **({"head_boxes": str(o.head_boxes)} if o.head_boxes else {}),
+            **self._sources(),
             "persons": len(preds),
             "skipped_images": skipped,
             "flip": o.flip,
