@@ -12,7 +12,11 @@ from posenfs_cli.cli import train_common as tc
 @tc.run_command("search", after_lr=("arch_lr", "arch_lr_decay"))
 def search_command(
     strategy: str | None = typer.Option(
-        None, "--strategy", "-s", help="sync | random | darts1 | darts2 [default: recipe's]."
+        None,
+        "--strategy",
+        "-s",
+        help="sync | random | darts1 | darts2.",
+        show_default="the recipe's",
     ),
     arch_lr: float | None = typer.Option(None, "--arch-lr", help="α/β learning rate (sync)."),
     arch_lr_decay: bool | None = typer.Option(
@@ -21,7 +25,8 @@ def search_command(
 ) -> dict[str, Any]:
     """Search part-specific architectures: weights, α and β learned together.
 
-    With no arguments it runs the built-in synthetic recipe (a few minutes on a laptop CPU).
+    With no arguments it runs the built-in synthetic recipe (about 12 minutes on a 2-core CPU;
+    synthetic/tiny takes seconds).
 
     Examples:
       posenfs search
