@@ -88,8 +88,29 @@ def _fit(
     else:
         rec_opts = _options(RecipeOptions, None, {"recipe": recipe, **rec_kw})
     run_opts = _options(RunOptions, run, run_kw)
-    rec = build_recipe(rec_opts) if run_opts.resume is None else None
-    return run_training(command, rec, run_opts, hooks, **extra)
+    if extra.get("from_checkpoint") is not None:
+        model_flags = [
+            f"--{n}" for n in ("parts", "backbone", "pretrained") if getattr(rec_opts, n)
+        ]
+        model_flags += [f"--set {s}" for s in rec_opts.sets if s.strip().startswith("model.")]
+        if model_flags:
+            raise PosenfsError(
+                "--from takes the whole model (parts, backbone, widths, pretrained) from the "
+                f"checkpoint; {', '.join(model_flags)} would be ignored"
+            )
+    if run_opts.resume is None:
+        return run_training(command, build_recipe(rec_opts), run_opts, hooks, **extra)
+    given = [
+        "--set" if f.name == "sets" else f"--{f.name.replace('_', '-')}"
+        for f in dataclasses.fields(rec_opts)
+        if getattr(rec_opts, f.name) not in (None, [])
+    ]
+    if given:
+        raise PosenfsError(
+            f"--resume continues a run exactly as it was configured; {', '.join(given)} would "
+            "be ignored (start a new run to change the recipe)"
+        )
+    return run_training(command, None, run_opts, hooks, **extra)
 
 
 def search(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -17,6 +18,8 @@ def select_device(spec: str | None = "auto") -> torch.device:
     if spec == "cpu":
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
+        if not re.fullmatch(r"cuda(:\d+)?", spec):  # torch.device would raise a RuntimeError
+            raise PosenfsError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N (N >= 0)")
         if not torch.cuda.is_available():
             raise PosenfsError(f"--device {spec}: CUDA is not available on this machine (try cpu)")
         dev = torch.device(spec)

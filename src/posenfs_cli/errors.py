@@ -47,6 +47,16 @@ _PLAIN = {
 }
 
 
+_OOM_TEXTS = ("can't allocate memory", "out of memory", "insufficient memory")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure: Python's, torch's (CPU or CUDA) or OpenCV's.
+    Recognised by its message, since torch and cv2 raise RuntimeError / cv2.error for it."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or any(t in text for t in _OOM_TEXTS)
+
+
 def describe_os_error(exc: OSError) -> str:
     """A short reason for an OSError (no path; callers add the one they were working on)."""
     if exc.errno in _PLAIN:

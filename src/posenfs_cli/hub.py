@@ -168,7 +168,7 @@ def _progress(enabled: bool):
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=Console(stderr=True, emoji=False),
         disable=not enabled,
         transient=True,
     )

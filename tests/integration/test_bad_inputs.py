@@ -58,6 +58,9 @@ def fixtures(tmp_path_factory) -> Path:
     (root / "adir").mkdir()
     (root / "adir" / "keep.txt").write_text("x\n")
     (root / "r[bold].yaml").write_text("model: [\n")
+    import pickle
+
+    (root / "plain.pkl").write_bytes(pickle.dumps({"a": 1}, protocol=4))
     import cv2
     import numpy as np
 
@@ -126,6 +129,21 @@ CASES = [
     ("train-from-folder", ["train", *TINY, "--from", "adir"], "adir is a folder"),
     ("train-from-truncated", ["train", *TINY, "--from", "truncated.safetensors"], "truncated"),
     ("search-resume-file", ["search", "--resume", "afile"], "no such run folder"),
+    (
+        "search-resume-with-options",
+        ["search", "--resume", "adir", "--epochs", "2", "--set", "foo.bar=1"],
+        "--epochs, --set would be ignored",
+    ),
+    (
+        "train-from-with-model-options",
+        ["train", *TINY, "--from", "tiny.safetensors", "--parts", "5", "--set", "model.layers=5"],
+        "--parts, --set model.layers=5 would be ignored",
+    ),
+    (
+        "search-epochs-and-set-epochs",
+        ["search", *TINY, "--set", "train.epochs=9"],
+        "--epochs and --set train.epochs both set train.epochs",
+    ),
     # --- profile ---
     (
         "profile-threads-negative",
@@ -162,6 +180,20 @@ CASES = [
         ],
         "with --ann-file it is unused",
     ),
+    (
+        "eval-set-model-key",
+        ["eval", "tiny.safetensors", "--set", "model.channels=8"],
+        "data.* and eval.* keys only; model.channels=8 would be ignored",
+    ),
+    # --- data synth ---
+    ("synth-size-0", ["data", "synth", "--out", "d", "-n", "2", "--size", "0"], "32..4096 px"),
+    ("synth-size-huge", ["data", "synth", "--out", "d", "-n", "2", "--size", "99999"], "32..4096"),
+    ("synth-seed-neg", ["data", "synth", "--out", "d", "-n", "2", "--seed", "-1"], "seed must be"),
+    ("synth-people-0", ["data", "synth", "--out", "d", "-n", "2", "--max-people", "0"], ">= 1"),
+    ("synth-out-file", ["data", "synth", "--out", "afile", "-n", "2"], "afile is a file"),
+    # --- import ---
+    ("import-folder", ["import", "adir", "--out", "x.safetensors"], "adir is a folder"),
+    ("import-plain-pickle", ["import", "plain.pkl", "--inspect"], "not a torch.save file"),
     # --- completions ---
     ("completions-write-file", ["completions", "--write", "afile"], "afile is a file"),
     # --- prune ---
@@ -169,6 +201,7 @@ CASES = [
     ("prune-out-folder", ["prune", "tiny.safetensors", "--out", "adir"], "adir is a folder"),
     ("prune-ckpt-folder", ["prune", "adir"], "adir is a folder"),
     ("prune-markup-missing", ["prune", "a[/]b.safetensors"], "a[/]b.safetensors"),
+    ("prune-emoji-code-missing", ["prune", "a:smile:b.safetensors"], "a:smile:b.safetensors"),
     # --- visualize ---
     (
         "visualize-dataset-out-txt",
@@ -285,3 +318,30 @@ def test_profile_accepts_the_recipe_names_search_accepts(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["name"] == "tiny" and report["params_total"] > 0
+
+
+def test_out_of_memory_is_one_line(capsys):
+    """An allocation failure (torch, cv2 or Python) is one line with what to try, rc 1."""
+    import typer
+
+    from posenfs_cli.cli.common import user_errors
+
+    @user_errors
+    def runs_out() -> None:
+        raise RuntimeError(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes.\nmore"
+        )
+
+    with pytest.raises(typer.Exit) as exit_info:
+        runs_out()
+    assert exit_info.value.exit_code == 1
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: out of memory")
+    assert "--input-size" in lines[0] and "you tried to allocate 1 bytes" in lines[0]
+
+    @user_errors
+    def other_bug() -> None:
+        raise RuntimeError("a shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # real bugs keep their traceback
+        other_bug()

@@ -39,6 +39,9 @@ def test_device_selection():
     assert select_device("auto").type in ("cpu", "cuda")
     with pytest.raises(PosenfsError, match="expected auto, cpu"):
         select_device("tpu")
+    for bad in ("cuda:x", "cuda:-1", "cuda:+1", "cuda:0:1"):  # refused before torch sees them
+        with pytest.raises(PosenfsError, match="cuda:N"):
+            select_device(bad)
 
 
 @pytest.mark.parametrize(

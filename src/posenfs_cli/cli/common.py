@@ -13,10 +13,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from posenfs_cli.errors import USER_ERRORS, PosenfsError, user_message
+from posenfs_cli.errors import USER_ERRORS, PosenfsError, out_of_memory, user_message
 
-console = Console(stderr=False, highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(stderr=False, highlight=False, emoji=False)  # a path may contain :smile:
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,6 +78,14 @@ def user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except USER_ERRORS as exc:
             fail(user_message(exc))
+        except Exception as exc:
+            if not out_of_memory(exc):
+                raise
+            fail(
+                "out of memory: the input is too large for this machine (try a smaller "
+                f"--input-size or --batch-size); {user_message(exc)}",
+                1,
+            )
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             sys.exit(130)

@@ -42,7 +42,7 @@ def synth_command(
       posenfs data synth --format mpii --out data/synth_mpii --images 2000 --seed 0
       posenfs data synth --format coco --out data/synth_coco --images 500 --val-images 100
     """
-    from posenfs_cli.data.synthetic import write_synthetic
+    from posenfs_cli.data.synthetic import plan_synthetic, write_synthetic
 
     fmt = fmt.lower()
     if fmt not in ("mpii", "coco"):
@@ -61,6 +61,7 @@ def synth_command(
             f"{out} already holds a dataset ({', '.join(existing)}/); "
             "choose another --out or pass --force"
         )
+    plan_synthetic(out, fmt, images, n_val, seed, size, people, quality)  # fails before the bar
     total = images + n_val
     start = time.perf_counter()
     with Progress(

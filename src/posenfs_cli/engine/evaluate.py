@@ -59,6 +59,11 @@ def eval_recipe(ckpt: Any, opts: EvalOptions) -> Recipe:
                 "data.box_threshold": float(opts.box_thr),
             }
         )
+    others = [s for s in opts.sets if not s.strip().startswith(("data.", "eval."))]
+    if others:  # the model is the checkpoint's and nothing trains
+        raise PosenfsError(
+            f"eval --set takes data.* and eval.* keys only; {', '.join(others)} would be ignored"
+        )
     rec = apply_overrides(set_values(ckpt.recipe, values), list(opts.sets))
     kind = rec.data.dataset
     if opts.split and opts.ann_file is not None:

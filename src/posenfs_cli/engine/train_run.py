@@ -20,7 +20,7 @@ from posenfs_cli.config import (
 )
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.errors import PosenfsError
-from posenfs_cli.options import RecipeOptions, RunOptions
+from posenfs_cli.options import RECIPE_KEYS, RecipeOptions, RunOptions
 from posenfs_cli.validation import validate
 
 if TYPE_CHECKING:
@@ -53,8 +53,14 @@ def build_recipe(opts: RecipeOptions) -> Recipe:
     """The recipe a run uses: file, typed options, the user's --set strings, then validated."""
     from posenfs_cli.config import apply_overrides
 
+    typed = opts.values()
+    for text in opts.sets:
+        key = text.split("=", 1)[0].strip()
+        if key in typed:  # two values for one key: neither may win silently
+            flag = next(f"--{n.replace('_', '-')}" for n, k in RECIPE_KEYS.items() if k == key)
+            raise PosenfsError(f"{flag} and --set {key} both set {key}; give one")
     rec = load_recipe(resolve_recipe_path(opts.recipe or default_recipe(opts.dataset)))
-    rec = apply_overrides(set_values(rec, opts.values()), list(opts.sets))
+    rec = apply_overrides(set_values(rec, typed), list(opts.sets))
     return validate(own_layout(rec))
 
 

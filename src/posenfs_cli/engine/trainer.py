@@ -165,7 +165,7 @@ class Trainer:
         self.device = opts.device
         self.dist = opts.dist
         self.main = opts.dist.is_main
-        self.console = opts.console or Console()
+        self.console = opts.console or Console(emoji=False)
         self.files = runfiles.RunFiles(opts.run_dir) if self.main else None
         if opts.command == "search" and self.cfg.strategy not in STRATEGIES:
             raise PosenfsError(

@@ -6,6 +6,7 @@ No config is needed here: :func:`resolve <posenfs_cli.official.resolve.resolve>`
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +31,19 @@ _SEP_MARK, _DIL_MARK, _POOL_MARK = "operation.4.weight", "operation.0.weight", "
 
 def read_state(path: str | Path) -> tuple[dict[str, Tensor], str]:
     """The flat state dict of an authors' checkpoint and a one-line description of its wrapper."""
-    p = existing_file(Path(path).expanduser(), "checkpoint not found: {p}")
+    p = existing_file(
+        Path(path).expanduser(),
+        "checkpoint not found: {p}",
+        "{p} is a folder, not a checkpoint file",
+    )
     try:
-        obj: Any = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a plain pickle's protocol first
+            warnings.simplefilter("ignore", UserWarning)
+            obj: Any = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file, or a pickle with arbitrary objects
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if first.startswith("Weights only load failed"):  # torch's advice is to run the pickle
+            first = "not a torch.save file, or it holds objects other than tensors"
         raise PosenfsError(f"cannot read {p} as a torch checkpoint: {first}") from exc
     wrapper = "a bare state_dict"
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):

@@ -56,7 +56,12 @@ from posenfs_cli.data.synthetic.core import (
 from posenfs_cli.data.synthetic.occlusion import top_shape
 from posenfs_cli.data.synthetic.render import SyntheticImageSource, generate_image, render_scene
 from posenfs_cli.data.synthetic.scene import generate_scene
-from posenfs_cli.data.synthetic.writers import WriteSummary, write_gt_mat, write_synthetic
+from posenfs_cli.data.synthetic.writers import (
+    WriteSummary,
+    plan_synthetic,
+    write_gt_mat,
+    write_synthetic,
+)
 
 __all__ = [
     "OWNER_TABLE",
@@ -79,5 +84,6 @@ __all__ = [
     "split_annotations",
     "top_shape",
     "write_gt_mat",
+    "plan_synthetic",
     "write_synthetic",
 ]

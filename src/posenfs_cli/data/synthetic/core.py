@@ -83,6 +83,9 @@ class Shape(NamedTuple):
     extra: tuple[float, float] = (0.0, 0.0)
 
 
+MAX_SIZE = 4096  # px per side; a larger image only exhausts memory
+
+
 @dataclass(frozen=True)
 class SynthSplit:
     """One synthetic split: style (keypoint layout), split name, seed, size, people per image."""
@@ -99,8 +102,10 @@ class SynthSplit:
             raise PosenfsError(f"synthetic style must be mpii or coco, got {self.style!r}")
         if self.seed < 0:
             raise PosenfsError(f"synthetic seed must be >= 0, got {self.seed}")
-        if self.size < 32:
-            raise PosenfsError(f"synthetic image size must be >= 32, got {self.size}")
+        if not 32 <= self.size <= MAX_SIZE:
+            raise PosenfsError(
+                f"synthetic image size must be in 32..{MAX_SIZE} px, got {self.size}"
+            )
         if self.max_people < 1:
             raise PosenfsError(f"synthetic max_people must be >= 1, got {self.max_people}")
         if self.num_images < 0:

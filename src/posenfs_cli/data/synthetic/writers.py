@@ -26,6 +26,27 @@ class WriteSummary:
     files: list[Path]
 
 
+def plan_synthetic(
+    out: str | Path,
+    style: str,
+    train_images: int,
+    val_images: int,
+    seed: int,
+    size: int = 256,
+    max_people: int = 1,
+    quality: int = 95,
+) -> list[SynthSplit]:
+    """The two splits to write, every argument checked before anything exists on disk."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise PosenfsError(f"{out} is a file; the dataset needs a folder")
+    if not 1 <= quality <= 100:
+        raise PosenfsError(f"JPEG quality must be in 1..100, got {quality}")
+    return [
+        SynthSplit(style, "train", seed, train_images, size, max_people),
+        SynthSplit(style, "val", seed, val_images, size, max_people),
+    ]
+
+
 def write_synthetic(
     out: str | Path,
     style: str,
@@ -44,10 +65,7 @@ def write_synthetic(
     ``progress`` is called with the number of images just written.
     """
     root = Path(out)
-    splits = [
-        SynthSplit(style, "train", seed, train_images, size, max_people),
-        SynthSplit(style, "val", seed, val_images, size, max_people),
-    ]
+    splits = plan_synthetic(out, style, train_images, val_images, seed, size, max_people, quality)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     files: list[Path] = []
     images: dict[str, int] = {}
