@@ -41,7 +41,7 @@ DATASET_RECIPES = {
 def resolve_recipe_path(text: str) -> Path:
     """A path, or a shipped recipe name (``synthetic/quick`` or ``mpii/mbv2_p3_h1_c10_256``)."""
     if Path(text).is_dir():
-        raise PosenfsError(f"--recipe {text} is a folder; give a recipe YAML file or name")
+        raise PosenfsError(f"recipe {text} is a folder; give a recipe YAML file or name")
     return find_recipe(text)
 
 
