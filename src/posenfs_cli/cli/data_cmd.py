@@ -61,7 +61,7 @@ def synth_command(
             f"{out} already holds a dataset ({', '.join(existing)}/); "
             "choose another --out or pass --force"
         )
-    plan_synthetic(out, fmt, images, n_val, seed, size, people, quality)  # fails before the bar
+    plan = plan_synthetic(out, fmt, images, n_val, seed, size, people, quality)  # before the bar
     total = images + n_val
     start = time.perf_counter()
     with Progress(
@@ -72,18 +72,8 @@ def synth_command(
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task(f"{fmt} -> {out}", total=total)
-        summary = write_synthetic(
-            out,
-            fmt,
-            images,
-            n_val,
-            seed,
-            size=size,
-            max_people=people,
-            quality=quality,
-            progress=lambda k: progress.advance(task, k),
-        )
+        task = progress.add_task(escape(f"{fmt} -> {out}"), total=total)
+        summary = write_synthetic(plan, progress=lambda k: progress.advance(task, k))
     elapsed = time.perf_counter() - start
 
     table = Table(title=f"synthetic {fmt} dataset", title_justify="left")

@@ -57,6 +57,7 @@ from posenfs_cli.data.synthetic.occlusion import top_shape
 from posenfs_cli.data.synthetic.render import SyntheticImageSource, generate_image, render_scene
 from posenfs_cli.data.synthetic.scene import generate_scene
 from posenfs_cli.data.synthetic.writers import (
+    SynthPlan,
     WriteSummary,
     plan_synthetic,
     write_gt_mat,
@@ -72,6 +73,7 @@ __all__ = [
     "SynthScene",
     "SynthSplit",
     "SyntheticImageSource",
+    "SynthPlan",
     "WriteSummary",
     "coco_categories",
     "coco_entries",

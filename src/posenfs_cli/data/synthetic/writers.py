@@ -26,6 +26,16 @@ class WriteSummary:
     files: list[Path]
 
 
+@dataclass(frozen=True)
+class SynthPlan:
+    """A dataset to write: checked in full by :func:`plan_synthetic` before anything exists."""
+
+    out: Path
+    style: str
+    splits: list[SynthSplit]
+    quality: int
+
+
 def plan_synthetic(
     out: str | Path,
     style: str,
@@ -35,38 +45,28 @@ def plan_synthetic(
     size: int = 256,
     max_people: int = 1,
     quality: int = 95,
-) -> list[SynthSplit]:
-    """The two splits to write, every argument checked before anything exists on disk."""
+) -> SynthPlan:
+    """The train and val splits to write to ``out``, every argument checked."""
     if Path(out).exists() and not Path(out).is_dir():
         raise PosenfsError(f"{out} is a file; the dataset needs a folder")
     if not 1 <= quality <= 100:
         raise PosenfsError(f"JPEG quality must be in 1..100, got {quality}")
-    return [
+    splits = [
         SynthSplit(style, "train", seed, train_images, size, max_people),
         SynthSplit(style, "val", seed, val_images, size, max_people),
     ]
+    return SynthPlan(Path(out), style, splits, quality)
 
 
-def write_synthetic(
-    out: str | Path,
-    style: str,
-    train_images: int,
-    val_images: int,
-    seed: int,
-    size: int = 256,
-    max_people: int = 1,
-    quality: int = 95,
-    progress: Callable[[int], None] | None = None,
-) -> WriteSummary:
+def write_synthetic(plan: SynthPlan, progress: Callable[[int], None] | None = None) -> WriteSummary:
     """Write a synthetic dataset in the real MPII or COCO layout (JSON + JPEGs + head boxes).
 
     MPII: ``annot/{train,valid}.json``, ``annot/gt_valid.mat``, ``images/*.jpg``.
     COCO: ``annotations/person_keypoints_{train,val}.json``, ``images/{train,val}/*.jpg``.
     ``progress`` is called with the number of images just written.
     """
-    root = Path(out)
-    splits = plan_synthetic(out, style, train_images, val_images, seed, size, max_people, quality)
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    root, style, splits = plan.out, plan.style, plan.splits
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(plan.quality)]
     files: list[Path] = []
     images: dict[str, int] = {}
     persons: dict[str, int] = {}
