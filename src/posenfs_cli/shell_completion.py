@@ -133,13 +133,19 @@ def render(shell: str, app: typer.Typer) -> str:
 FILENAMES = {"bash": "posenfs.bash", "zsh": "_posenfs", "fish": "posenfs.fish"}
 
 
-def write_all(app: typer.Typer, folder: Path) -> list[Path]:
-    """Write the three scripts into ``folder`` (made if missing), each whole or not at all."""
+def write_all(
+    app: typer.Typer, folder: Path, shells: tuple[str, ...] | list[str] = SHELLS
+) -> list[Path]:
+    """Write the scripts of ``shells`` (default: all three) into ``folder`` (made if missing),
+    each whole or not at all."""
     from posenfs_cli.atomic import atomic_write_text
     from posenfs_cli.errors import PosenfsError
 
     if folder.exists() and not folder.is_dir():
         raise PosenfsError(f"--write {folder} is a file; give a folder")
-    scripts = {folder / FILENAMES[shell]: render(shell, app) for shell in SHELLS}
+    unknown = [s for s in shells if s not in FILENAMES]
+    if unknown:
+        raise PosenfsError(f"unknown shell {unknown[0]!r}: choose from {', '.join(SHELLS)}")
+    scripts = {folder / FILENAMES[shell]: render(shell, app) for shell in shells}
     folder.mkdir(parents=True, exist_ok=True)
     return [atomic_write_text(p, text) for p, text in scripts.items()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from posenfs_cli.cli.common import user_errors
 from posenfs_cli.shell_completion import SHELLS, render, write_all
@@ -16,23 +17,30 @@ from posenfs_cli.shell_completion import SHELLS, render, write_all
 
 @user_errors
 def completions_command(
-    shell: str | None = typer.Argument(None, help="bash | zsh | fish: print that script."),
-    write: Path | None = typer.Option(None, "--write", help="Write all three into this folder."),
+    shell: str | None = typer.Argument(
+        None, help="bash | zsh | fish: print that script (with --write: write only that one)."
+    ),
+    write: Path | None = typer.Option(
+        None, "--write", help="Write the scripts into this folder (all three, or only SHELL's)."
+    ),
 ) -> None:
     """Print or write shell completion scripts.
 
     Examples:
       posenfs completions bash > ~/.local/share/bash-completion/completions/posenfs
       posenfs completions --write completions/
+      posenfs completions fish --write ~/.config/fish/completions/
     """
     from posenfs_cli.cli.app import app
     from posenfs_cli.cli.common import console, fail
 
+    if shell is not None and shell not in SHELLS:
+        fail(f"unknown shell {shell!r}: choose from {', '.join(SHELLS)}")
     if write is not None:
-        for p in write_all(app, write):
-            console.print(f"wrote {p}")
+        for p in write_all(app, write, SHELLS if shell is None else (shell,)):
+            console.print(f"wrote {escape(str(p))}", soft_wrap=True)
         return
-    if shell not in SHELLS:
+    if shell is None:
         fail(f"choose a shell: {', '.join(SHELLS)} (or --write DIR)")
     print(render(shell, app), end="")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from posenfs_cli.cli.common import O_CHECKPOINT, checkpoint_or_latest, console, fail, user_errors
 from posenfs_cli.errors import PosenfsError
@@ -49,18 +51,24 @@ def _export(
     from posenfs_cli.engine.checkpoint import build_from_checkpoint
     from posenfs_cli.inference.export import export_and_check, parse_batch
 
-    checkpoint = checkpoint_or_latest(checkpoint)
+    # option mistakes first: no "using <newest checkpoint>" line before them, nothing written
     if fmt.lower() not in FORMATS:
         raise PosenfsError(f"--format {fmt!r}: supported formats are {', '.join(FORMATS)}")
     if not 9 <= opset <= 23:
         raise PosenfsError(f"--opset {opset}: choose an opset between 9 and 23 (17 is a safe one)")
+    if not (math.isfinite(atol) and atol >= 0):
+        raise PosenfsError(f"--atol must be a finite number >= 0, got {atol:g}")
+    if out is not None and out.is_dir():
+        raise PosenfsError(f"--out {out} is a folder; give an .onnx file name")
     static = parse_batch(batch)
+    checkpoint = checkpoint_or_latest(checkpoint)
     model, ckpt = build_from_checkpoint(checkpoint, "cpu")
+    input_format = ckpt.input_format  # refuses an unknown channel order before writing
     target = out if out is not None else Path(checkpoint).with_suffix(".onnx")
     size = list(ckpt.recipe.data.input_size)
     with console.status(f"exporting to ONNX (opset {opset}) and checking ...", spinner="dots"):
         layout = get_layout(ckpt.recipe.data.keypoints)
-        rep = export_and_check(model, size, target, opset, static, layout, ckpt.input_format)
+        rep = export_and_check(model, size, target, opset, static, layout, input_format)
     console.print(
         f"ONNX Runtime vs PyTorch on a random batch of {rep.check_batch}: "
         f"max abs diff [bold]{rep.max_abs_diff:.2e}[/] (tolerance {atol:.0e})"
@@ -72,12 +80,13 @@ def _export(
             code=1,
         )
     console.print(
-        f"[green]exported[/] {rep.path} ({rep.size_mb:.1f} MiB, opset {rep.opset}, "
+        f"[green]exported[/] {escape(str(rep.path))} ({rep.size_mb:.1f} MiB, opset {rep.opset}, "
         f"batch {rep.batch}) in {rep.seconds:.1f} s\n"
         f"  input  'input' {rep.input_shape} float32, {rep.input_format.upper()}, "
         "ImageNet-normalised\n"
         f"  output 'heatmaps' {rep.output_shape}; decode with argmax + quarter offset + "
-        "inverse crop affine"
+        "inverse crop affine",
+        soft_wrap=True,
     )
 
 

@@ -46,7 +46,9 @@ def predict_command(
         "--image-ids",
         help="With --boxes: {file_name: image_id} JSON or a COCO annotation file.",
     ),
-    box_thr: float = typer.Option(0.3, "--box-thr", help="Drop boxes scored below this."),
+    box_thr: float = typer.Option(
+        0.3, "--box-thr", help="Drop boxes scored below this (a score in [0, 1])."
+    ),
     detector: str | None = typer.Option(
         None, "--detector", help="Built-in person detector: hog (OpenCV, no download)."
     ),
@@ -71,8 +73,9 @@ def predict_command(
     coco_results: Path | None = typer.Option(
         None,
         "--coco-results",
-        help="With --boxes: also write one COCO keypoint-results JSON for all inputs "
-        "(rescored and OKS-NMS'd as `posenfs eval` does; pycocotools reads it).",
+        help="With --boxes and a COCO/CrowdPose-keypoints checkpoint: also write one COCO "
+        "keypoint-results JSON for all inputs (rescored and OKS-NMS'd as `posenfs eval` does; "
+        "pycocotools reads it).",
     ),
     compile: str = typer.Option(
         "auto",
@@ -103,8 +106,10 @@ def predict_command(
 @user_errors
 def _predict(src: str, checkpoint: Path | None, opts: PredictOptions) -> None:
     from posenfs_cli import api
+    from posenfs_cli.inference.predict_run import check_options
     from posenfs_cli.views.predict import show
 
+    check_options(opts)  # option mistakes first: no "using <newest checkpoint>" line before them
     checkpoint = checkpoint_or_latest(checkpoint)
     bar = PredictBar(console)
     try:

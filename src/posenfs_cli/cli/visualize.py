@@ -67,10 +67,11 @@ def dataset_command(
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), grid.image):
         raise PosenfsError(f"cannot write {out} (is the extension .png?)")
-    console.print(
+    what = (
         f"{grid.samples} {'augmented' if augment else 'plain'} {split} samples of {grid.name} "
-        f"({grid.layout} layout, {grid.size[0]}x{grid.size[1]}) -> [bold]{escape(str(out))}[/]"
+        f"({grid.layout} layout, {grid.size[0]}x{grid.size[1]}) -> "
     )
+    console.print(escape(what) + f"[bold]{escape(str(out))}[/]", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

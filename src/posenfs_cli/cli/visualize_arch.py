@@ -41,7 +41,7 @@ def _arch(source: Path, out: Path | None) -> None:
     console.print(
         f"{len(genotype.cnfs)} CNF diagrams of {escape(str(source))} -> "
         f"[bold]{escape(str(out))}/[/] "
-        f"({', '.join(p.name for p in written)})"
+        f"({escape(', '.join(p.name for p in written))})"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -48,12 +49,19 @@ def heatmaps_command(
 def _heatmaps(ctx, checkpoint, image, box, kpt_thr, out, device) -> None:
     import cv2
 
-    from posenfs_cli.inference.heatmaps_run import heatmap_figure
+    from posenfs_cli.inference.heatmaps_run import check_box, heatmap_figure
 
+    if image is None and checkpoint is not None and checkpoint.suffix.lower() == ".safetensors":
+        raise PosenfsError(f"give an IMAGE after the checkpoint {checkpoint} (no image given)")
     if image is None:  # one argument: the image
         checkpoint, image = None, checkpoint
     if image is None:
         raise PosenfsError("give an IMAGE (and optionally a checkpoint before it)")
+    check_box(box)
+    if not math.isfinite(kpt_thr):
+        raise PosenfsError(f"--kpt-thr must be a finite number, got {kpt_thr:g}")
+    if out is not None:
+        check_image_out(out)
     checkpoint = checkpoint_or_latest(checkpoint)
     out = check_image_out(out or Path("runs/visualize") / f"heatmaps_{image.stem}.png")
     fig = heatmap_figure(checkpoint, image, box, kpt_thr, resolve_device_option(ctx, device))

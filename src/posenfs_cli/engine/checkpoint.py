@@ -29,6 +29,8 @@ from posenfs_cli.errors import PosenfsError, existing_file
 from posenfs_cli.nas.genotype import Genotype, model_genotype, prune_specs
 
 META_KEYS = ("posenfs_version", "config", "genotype", "dataset", "keypoints", "input_format")
+INPUT_FORMATS = ("rgb", "bgr")
+"""The channel orders a checkpoint's ``input_format`` may name."""
 FORMAT_VERSION = 2  # 2: all-or-nothing pyramid adapters (format 1 files: per level)
 """The checkpoint format this posenfs writes and the newest it reads (CHANGELOG lists them)."""
 
@@ -102,8 +104,15 @@ class Checkpoint:
     @property
     def input_format(self) -> str:
         """The channel order the model reads: rgb, or bgr for models imported from the authors'
-        code (their loader feeds OpenCV's BGR images). Eval, predict and export follow it."""
-        return self.metadata.get("input_format", "rgb")
+        code (their loader feeds OpenCV's BGR images). Eval, predict and export follow it, and
+        this is the one place that refuses any other value (one line, naming the file)."""
+        value = self.metadata.get("input_format", "rgb")
+        if value not in INPUT_FORMATS:
+            raise PosenfsError(
+                f"{self.path}: checkpoint input_format {value!r} is not one of "
+                f"{', '.join(INPUT_FORMATS)} (the channel order the model reads)"
+            )
+        return value
 
     @property
     def epoch(self) -> int:

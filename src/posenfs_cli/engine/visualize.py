@@ -67,9 +67,12 @@ def curves_png(runs: list[Path], out: Path, keys: str | None) -> list[tuple[str,
     """Metrics per epoch of several runs in one figure; returns (label, rows) per run."""
     from posenfs_cli.vis.curves import DEFAULT_KEYS, plot_curves, read_metrics_rows
 
-    key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else list(DEFAULT_KEYS)
-    if not key_list:
-        raise PosenfsError("--keys is empty")
+    if keys is None:
+        key_list = list(DEFAULT_KEYS)
+    else:
+        key_list = [k.strip() for k in keys.split(",") if k.strip()]
+        if not key_list:
+            raise PosenfsError(f"--keys {keys!r} names no metric (give e.g. val_loss,pckh)")
     data = [(label, read_metrics_rows(p)) for label, p in zip(run_labels(runs), runs, strict=True)]
     write_png(out, plot_curves(data, key_list))
     return data

@@ -107,7 +107,12 @@ class BoxesFile:
     ):
         self.path = Path(path)
         self.score_thr = float(score_thr)
-        dets = load_detections(self.path, self.score_thr)
+        every = load_detections(self.path, float("-inf"))  # all persons, to count the dropped
+        dets = [d for d in every if d["score"] >= self.score_thr]
+        self._below: dict[int, int] = defaultdict(int)  # image_id -> boxes below score_thr
+        for det in every:
+            if det["score"] < self.score_thr:
+                self._below[det["image_id"]] += 1
         if isinstance(mapping, str | Path):
             mapping = load_image_id_mapping(mapping)
         self.mapping: dict[str, int] = dict(mapping or {})
@@ -124,6 +129,8 @@ class BoxesFile:
         self.matched_frames = 0  # frames whose image_id has boxes in the file
         self.clipped = 0  # boxes clipped to their image
         self.dropped = 0  # boxes with no area inside their image (zero size or outside)
+        self.below_frames = 0  # frames whose boxes in the file all scored below score_thr
+        self.below_thr = 0  # boxes of those frames (dropped by the threshold)
 
     def has(self, image_id: int) -> bool:
         return image_id in self._by_id
@@ -146,8 +153,13 @@ class BoxesFile:
 
     def boxes(self, image_bgr: np.ndarray, frame: Frame) -> Boxes:
         """The frame's boxes clipped to the image; empty or outside ones dropped (counted)."""
-        found = self._by_id.get(self.image_id(frame))
+        image_id = self.image_id(frame)
+        found = self._by_id.get(image_id)
         if found is None:
+            below = self._below.get(image_id, 0)
+            if below:
+                self.below_frames += 1
+                self.below_thr += below
             return _empty()
         self.matched_frames += 1
         h, w = image_bgr.shape[:2]

@@ -14,16 +14,30 @@ if TYPE_CHECKING:
     from posenfs_cli.models.posenet import PoseNet
 
 
-def parse_box(text: str | None, image: np.ndarray) -> np.ndarray:
-    """'x1,y1,x2,y2' in pixels -> [4] floats; None -> the whole image."""
-    if not text:
-        return np.array([0, 0, image.shape[1], image.shape[0]], dtype=np.float64)
+def check_box(text: str | None) -> np.ndarray | None:
+    """'x1,y1,x2,y2' in pixels -> [4] finite floats with x2 > x1 and y2 > y1; None/'' -> None."""
+    if text is None or not text.strip():
+        return None
     try:
         xyxy = np.array([float(v) for v in text.split(",")], dtype=np.float64)
     except ValueError:
         xyxy = np.zeros(0)
-    if xyxy.shape != (4,) or xyxy[2] <= xyxy[0] or xyxy[3] <= xyxy[1]:
-        raise PosenfsError(f"--box {text!r} must be x1,y1,x2,y2 with x2 > x1 and y2 > y1")
+    if (
+        xyxy.shape != (4,)
+        or not np.isfinite(xyxy).all()
+        or not (xyxy[2] > xyxy[0] and xyxy[3] > xyxy[1])
+    ):
+        raise PosenfsError(
+            f"--box {text!r} must be x1,y1,x2,y2: four finite numbers with x2 > x1 and y2 > y1"
+        )
+    return xyxy
+
+
+def parse_box(text: str | None, image: np.ndarray) -> np.ndarray:
+    """'x1,y1,x2,y2' in pixels -> [4] floats; None -> the whole image."""
+    xyxy = check_box(text)
+    if xyxy is None:
+        return np.array([0, 0, image.shape[1], image.shape[0]], dtype=np.float64)
     return xyxy
 
 

@@ -24,6 +24,24 @@ from posenfs_cli.inference.writer import Tally, Writer
 from posenfs_cli.options import PredictOptions
 
 
+def check_options(opts: PredictOptions) -> None:
+    """Option mistakes that need no file read: refused before a checkpoint is looked up, a
+    detections file or a model is read, or anything is written."""
+    import math
+
+    if opts.batch_size < 1:
+        raise PosenfsError("--batch-size must be >= 1")
+    if not (math.isfinite(opts.box_thr) and 0.0 <= opts.box_thr <= 1.0):
+        raise PosenfsError(
+            f"--box-thr must be a number in [0, 1] (box scores are probabilities), "
+            f"got {opts.box_thr:g}"
+        )
+    if not math.isfinite(opts.kpt_thr):
+        raise PosenfsError(f"--kpt-thr must be a finite number, got {opts.kpt_thr:g}")
+    if opts.out is not None and Path(opts.out).exists() and not Path(opts.out).is_dir():
+        raise PosenfsError(f"--out {opts.out} is a file; --out needs a folder")
+
+
 def box_source(opts: PredictOptions) -> Any:
     """The one box source the options ask for (they exclude each other)."""
     flags = (("--boxes", opts.boxes), ("--detector", opts.detector))
@@ -148,8 +166,7 @@ def prepare(src: str, checkpoint: Path, opts: PredictOptions) -> PredictJob:
     from posenfs_cli.inference.predictor import Predictor
     from posenfs_cli.inference.sources import Frame, ImageFiles, open_source
 
-    if opts.batch_size < 1:
-        raise PosenfsError("--batch-size must be >= 1")
+    check_options(opts)
     dev = select_device(opts.device)
     source = open_source(src, opts.max_frames)
     boxes = box_source(opts)
@@ -159,6 +176,12 @@ def prepare(src: str, checkpoint: Path, opts: PredictOptions) -> PredictJob:
     predictor = Predictor.from_checkpoint(
         checkpoint, dev, flip=opts.flip, batch_size=opts.batch_size, compile=opts.compile
     )
+    layout = predictor.layout
+    if opts.coco_results is not None and len(layout.sigmas) != layout.num_joints:
+        raise PosenfsError(
+            f"--coco-results needs a checkpoint with COCO-style keypoints (coco or crowdpose: "
+            f"OKS sigmas); {checkpoint} predicts {layout.name} keypoints"
+        )
     out_dir = (
         Path(opts.out) if opts.out is not None else new_run_dir("runs", "predict", source.name)
     )
@@ -180,7 +203,20 @@ def warnings(opts: PredictOptions, source: Any, boxes: Any, tally: Tally, unit: 
             "give each video as SRC to get its keypoints"
         )
     if isinstance(boxes, BoxesFile):
-        if tally.frames and boxes.matched_frames == 0:
+        thr = f"--box-thr {opts.box_thr:g}"
+        below = (
+            f"; {boxes.below_frames} of them only have boxes scored below {thr} "
+            f"({boxes.below_thr} box(es))"
+            if boxes.below_frames
+            else ""
+        )
+        if tally.frames and boxes.matched_frames == 0 and boxes.below_frames:
+            out.append(
+                f"no detection in {boxes.path} for the {tally.frames} {unit} reached {thr}: "
+                f"{boxes.below_thr} box(es) scored below it, 0 persons; lower --box-thr to "
+                "keep them"
+            )
+        elif tally.frames and boxes.matched_frames == 0:
             out.append(
                 f"no detection in {boxes.path} matches any of the {tally.frames} {unit} "
                 "(image_id from the COCO file name or --image-ids): 0 persons"
@@ -188,7 +224,7 @@ def warnings(opts: PredictOptions, source: Any, boxes: Any, tally: Tally, unit: 
         elif boxes.matched_frames < tally.frames:
             out.append(
                 f"{tally.frames - boxes.matched_frames} of {tally.frames} {unit} have no "
-                f"detection in {boxes.path}"
+                f"detection in {boxes.path}{below}"
             )
         if boxes.clipped:
             out.append(f"{boxes.clipped} box(es) reached outside their image: clipped")

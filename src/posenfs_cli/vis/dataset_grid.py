@@ -38,6 +38,8 @@ class GridOptions:
             raise PosenfsError(f"--split must be train or val, got {self.split!r}")
         if self.num < 1:
             raise PosenfsError(f"--num must be >= 1, got {self.num}")
+        if self.cols is not None and self.cols < 1:
+            raise PosenfsError(f"--cols must be >= 1, got {self.cols}")
 
 
 @dataclass
@@ -113,6 +115,6 @@ def dataset_grid(
             )
             flag = " F" if s.meta["flipped"] else ""
             tiles.append(put_label(img, f"#{s.meta['index']}{flag}"))
-    grid = make_grid(tiles, o.cols or math.ceil(math.sqrt(len(tiles))))
+    grid = make_grid(tiles, o.cols if o.cols is not None else math.ceil(math.sqrt(len(tiles))))
     notes = [str(w.message) for w in caught]
     return DatasetGrid(grid, len(tiles), ds.name, ds.layout.name, size, notes)
