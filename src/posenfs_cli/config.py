@@ -419,25 +419,34 @@ _PROBABILITIES: tuple[tuple[str, Callable[[Recipe], float]], ...] = (
 
 
 INPUT_STRIDE = 32  # the coarsest backbone feature map is input / 32; the heads fuse all levels
+# Largest input side: far above any pose recipe (256, 384x288); a bigger one only fails in the
+# allocator (100000x100000 asks for terabytes) or in OpenCV, with a raw error.
+MAX_INPUT_SIDE = 4096
+_SIZE_RULE = f"multiples of {INPUT_STRIDE} between {INPUT_STRIDE} and {MAX_INPUT_SIDE}"
 
 
 def check_input_size(size: Any, key: str = "data.input_size") -> tuple[int, int]:
-    """The one input-size rule: [height, width], both multiples of the backbone's stride 32.
+    """The one input-size rule: [height, width], both multiples of the backbone's stride 32,
+    at most ``MAX_INPUT_SIDE``.
 
     Other sizes leave pyramid levels that do not halve evenly, and the fusion fails with a raw
     shape error deep in the network (100x100: 25 vs 26).
     """
-    ok = (
+    if not _size_ok(size):
+        raise ConfigError(
+            f"{key} must be [height, width], both {_SIZE_RULE}, "
+            f"got {list(size) if isinstance(size, tuple) else size}"
+        )
+    return int(size[0]), int(size[1])
+
+
+def _size_ok(size: Any) -> bool:
+    return (
         isinstance(size, list | tuple)
         and len(size) == 2
         and all(isinstance(s, int) and not isinstance(s, bool) for s in size)
+        and all(INPUT_STRIDE <= s <= MAX_INPUT_SIDE and s % INPUT_STRIDE == 0 for s in size)
     )
-    if not ok or min(size) < INPUT_STRIDE or any(s % INPUT_STRIDE for s in size):
-        raise ConfigError(
-            f"{key} must be [height, width], both multiples of {INPUT_STRIDE} "
-            f"(>= {INPUT_STRIDE}), got {list(size) if isinstance(size, tuple) else size}"
-        )
-    return int(size[0]), int(size[1])
 
 
 def _check_numbers(recipe: Recipe) -> None:
@@ -458,6 +467,17 @@ def _check_numbers(recipe: Recipe) -> None:
             raise _bad(key, v, "in [0, 1]")
     if any(not isinstance(s, int) or s < 0 for s in recipe.train.lr_steps):
         raise _bad("train.lr_steps", recipe.train.lr_steps, "a list of epochs >= 0")
+    check_seed(recipe.train.seed, "train.seed")
+
+
+SEED_MAX = 2**32 - 1  # numpy's seed range: a negative or larger seed fails deep in the data code
+
+
+def check_seed(seed: Any, key: str = "train.seed") -> int:
+    """The one seed rule: an integer in [0, 2**32 - 1] (what numpy's generators accept)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise _bad(key, seed, f"an integer in [0, {SEED_MAX}]")
+    return seed
 
 
 def check_recipe_values(recipe: Recipe) -> Recipe:
@@ -477,13 +497,15 @@ def parse_input_size(text: str) -> list[int]:
         raise ConfigError(f"input size {text!r} must be N or HxW, e.g. 256 or 384x288") from exc
     if len(nums) == 1:
         nums = nums * 2
-    if len(nums) != 2 or min(nums) < INPUT_STRIDE or any(n % INPUT_STRIDE for n in nums):
-        raise ConfigError(f"input size {text!r} must be N or HxW with multiples of 32 (>= 32)")
+    if not _size_ok(nums):
+        raise ConfigError(f"input size {text!r} must be N or HxW with {_SIZE_RULE}")
     return nums
 
 
 __all__ = [
     "HEADS",
+    "MAX_INPUT_SIDE",
+    "SEED_MAX",
     "AugmentConfig",
     "BranchnetConfig",
     "DeconvConfig",
@@ -498,6 +520,7 @@ __all__ = [
     "apply_overrides",
     "check_input_size",
     "check_recipe_values",
+    "check_seed",
     "find_recipe",
     "load_recipe",
     "parse_input_size",

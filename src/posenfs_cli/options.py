@@ -8,10 +8,11 @@ the checkpoint's value", so an option only says what differs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
-from posenfs_cli.config import parse_input_size
+from posenfs_cli.config import check_input_size, parse_input_size
 
 # RecipeOptions field -> recipe key; search and train share them.
 RECIPE_KEYS = {
@@ -38,10 +39,18 @@ RECIPE_KEYS = {
 
 
 def size_value(size: str | list[int] | tuple[int, int] | None) -> list[int] | None:
-    """'256', '384x288' or [384, 288] -> [h, w]; text is checked by ``parse_input_size``."""
+    """'256', '384x288' or [384, 288] -> [h, w], checked by the one input-size rule."""
     if size is None:
         return None
-    return parse_input_size(size) if isinstance(size, str) else [int(v) for v in size]
+    if isinstance(size, str):
+        return parse_input_size(size)
+    # numpy integers are integers too; anything else (256.0, True) is left for the rule to refuse
+    hw = (
+        [int(v) if isinstance(v, Integral) and not isinstance(v, bool) else v for v in size]
+        if isinstance(size, list | tuple)
+        else size
+    )
+    return list(check_input_size(hw, "input_size"))
 
 
 @dataclass

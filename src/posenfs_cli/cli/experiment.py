@@ -53,11 +53,13 @@ def experiment_command(
 def _experiment(ctx, sources, seeds, name, project, sets, threads, device, progress) -> None:
     from posenfs_cli.device import select_device
     from posenfs_cli.engine.experiment import experiment_from_args, parse_seeds, run_experiment
+    from posenfs_cli.validation import check_threads
 
+    check_threads(threads)  # before anything is looked up; left out: torch's default
     exp = experiment_from_args(
         list(sources), parse_seeds(seeds) if seeds is not None else None, name, list(sets)
     )
-    if threads:
+    if threads is not None:
         torch.set_num_threads(threads)
     dev = select_device(resolve_device_option(ctx, device))
     result = run_experiment(

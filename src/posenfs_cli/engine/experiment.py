@@ -43,7 +43,15 @@ import torch
 import yaml
 from rich.console import Console
 
-from posenfs_cli.config import ConfigError, Recipe, apply_overrides, load_recipe, recipe_to_yaml
+from posenfs_cli.config import (
+    SEED_MAX,
+    ConfigError,
+    Recipe,
+    apply_overrides,
+    check_seed,
+    load_recipe,
+    recipe_to_yaml,
+)
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.errors import PosenfsError
 
@@ -89,18 +97,34 @@ class PlannedRun:
         return f"{self.spec.name}-s{self.seed}"
 
 
+# Every seed is one whole run: a longer list is a typo (0-4294967295), not an experiment.
+MAX_SEEDS = 1000
+
+
 def parse_seeds(text: str) -> list[int]:
-    """'0,1,2' -> [0, 1, 2]; '0-4' -> [0, 1, 2, 3, 4]."""
-    seeds: list[int] = []
+    """'0,1,2' -> [0, 1, 2]; '0-4' -> [0, 1, 2, 3, 4]; each in [0, 2**32 - 1]."""
+    ranges: list[tuple[int, int]] = []
     try:
         for part in (p.strip() for p in text.split(",") if p.strip()):
             if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if part[0] != "-" else (part, part)
-                seeds.extend(range(int(lo), int(hi) + 1))
+                first, last = part.split("-", 1) if part[0] != "-" else (part, part)
+                ranges.append((int(first), int(last)))
             else:
-                seeds.append(int(part))
+                ranges.append((int(part), int(part)))
     except ValueError as exc:
         raise PosenfsError(f"--seeds {text!r} must look like 0,1,2 or 0-4") from exc
+    for lo, hi in ranges:
+        for seed in (lo, hi):
+            if not 0 <= seed <= SEED_MAX:
+                raise PosenfsError(
+                    f"--seeds {text!r}: a seed must be an integer in [0, {SEED_MAX}], got {seed}"
+                )
+    count = sum(max(0, hi - lo + 1) for lo, hi in ranges)
+    if count > MAX_SEEDS:
+        raise PosenfsError(
+            f"--seeds {text!r} lists {count} seeds (one run each); at most {MAX_SEEDS}"
+        )
+    seeds = [s for lo, hi in ranges for s in range(lo, hi + 1)]
     if not seeds:
         raise PosenfsError(f"--seeds {text!r} lists no seed")
     if len(set(seeds)) != len(seeds):
@@ -178,6 +202,11 @@ def load_experiment(path: str | Path) -> Experiment:
         seeds = [seeds]
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
         raise PosenfsError(f"experiment {p}: seeds must be a list of integers")
+    for seed in seeds:
+        try:
+            check_seed(seed, "seeds")
+        except ConfigError as exc:
+            raise PosenfsError(f"experiment {p}: {exc}") from exc
     return Experiment(
         name=str(data.get("name") or p.stem),
         seeds=list(seeds),
@@ -206,8 +235,12 @@ def experiment_from_args(
     else:
         runs = [RunSpec(p.stem, str(p), list(overrides)) for p in paths]
         exp = Experiment(name=name or "exp", seeds=[0], runs=runs)
-    if name:
-        exp.name = name
+    if name is not None:
+        exp.name = runfiles.check_run_name(name)
+    else:
+        runfiles.check_run_name(exp.name, "the experiment name")
+    for r in exp.runs:
+        runfiles.check_run_name(r.name, "run name")
     if seeds is not None:
         exp.seeds = seeds
     names = [r.name for r in exp.runs]
@@ -228,6 +261,7 @@ def plan_runs(exp: Experiment) -> list[PlannedRun]:
     from posenfs_cli.engine.trainer import check_command
     from posenfs_cli.models.backbones import backbone_names
     from posenfs_cli.models.build import validate_model_config
+    from posenfs_cli.validation import validate
 
     planned = []
     for spec in exp.runs:
@@ -248,6 +282,10 @@ def plan_runs(exp: Experiment) -> list[PlannedRun]:
         for seed in exp.seeds:
             seeded = _normalise(apply_overrides(rec, [f"train.seed={seed}"]))
             seeded.name = spec.name
+            try:  # the rules search/train check, before the experiment's folder exists
+                validate(seeded)
+            except ConfigError as exc:
+                raise PosenfsError(f"run {spec.name}: {exc}") from exc
             planned.append(PlannedRun(spec, seed, seeded, command))
     return planned
 

@@ -16,7 +16,7 @@ from posenfs_cli.config import Recipe, load_recipe
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.options import ProfileOptions, size_value
 from posenfs_cli.profiling import ProfileReport
-from posenfs_cli.validation import validate
+from posenfs_cli.validation import check_threads, validate
 
 
 @dataclass
@@ -43,6 +43,8 @@ def check(checkpoint: Path | None, opts: ProfileOptions) -> None:
     """Option mistakes, before the default checkpoint is looked up or anything is built."""
     if checkpoint is not None and opts.recipe is not None:
         raise PosenfsError("give either a checkpoint or --recipe, not both")
+    check_threads(opts.threads)
+    size_value(opts.input_size)
 
 
 def prepare(checkpoint: Path | None, opts: ProfileOptions) -> ProfileJob:
@@ -55,8 +57,6 @@ def prepare(checkpoint: Path | None, opts: ProfileOptions) -> ProfileJob:
     check(checkpoint, opts)
     if opts.batch_size < 1 or opts.runs < 1:
         raise PosenfsError("--batch-size and --runs must be >= 1")
-    if opts.threads is not None and opts.threads < 1:
-        raise PosenfsError(f"--threads must be >= 1, got {opts.threads}")
     if checkpoint is not None and opts.sets:
         raise PosenfsError(
             "--set changes a recipe; a checkpoint's structure is fixed (use --recipe)"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,37 @@ CONFIG = "config.yaml"
 LOG = "log.txt"
 
 
+NAME_MAX = 255  # bytes in one folder name on common file systems (ext4, APFS, NTFS)
+
+
+def check_run_name(name: str, option: str = "--name") -> str:
+    """A run name is one plain folder name: not empty, no path separator, not ``.``/``..``.
+
+    ``../x`` would put the run outside the project and ``/tmp/x`` anywhere at all; an empty name
+    used to fall back to ``exp`` silently.
+    """
+    if not name.strip():
+        raise PosenfsError(f"{option} is empty; give a folder name such as exp1")
+    if any(c in name for c in ("/", "\\", "\0")) or name in (".", ".."):
+        raise PosenfsError(
+            f"{option} {name!r} must be a plain folder name (no '/' or '\\', not '.' or '..')"
+        )
+    if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        raise PosenfsError(f"{option} is longer than {NAME_MAX} bytes; give a shorter name")
+    return name
+
+
 def pick_run_dir(
     project: str | Path, command: str, name: str | None, exist_ok: bool = False
 ) -> Path:
     """``project/command/name``, auto-incremented (exp, exp2, exp3 ...) unless ``exist_ok``.
 
-    Creates nothing: the folder appears only once the run has validated its inputs.
+    A name the user gave that ends in a digit gets a dash before the count (``ev1`` -> ``ev1-2``,
+    not ``ev12``, which reads like another name). Creates nothing: the folder appears only once
+    the run has validated its inputs.
     """
     base = Path(project) / command
-    stem = name or "exp"
-    if not stem.strip() or stem.strip("/") in (".", "..", ""):
-        raise PosenfsError(f"--name {stem!r} is not a usable folder name")
+    stem = "exp" if name is None else check_run_name(name)
     for parent in (Path(project), base):
         if parent.exists() and not parent.is_dir():
             raise PosenfsError(f"{parent} is a file, not a folder (given as --project)")
@@ -40,8 +59,8 @@ def pick_run_dir(
         if path.exists() and not path.is_dir():
             raise PosenfsError(f"{path} is a file, not a run folder")
         return path
-    m = re.fullmatch(r"(.*?)(\d+)", stem)
-    root, n = (m.group(1), int(m.group(2))) if m and name is None else (stem, 1)
+    root = f"{stem}-" if stem[-1] in "0123456789" else stem
+    n = 1
     while True:
         n += 1
         path = base / f"{root}{n}"
