@@ -185,6 +185,7 @@ CASES = [
         ["eval", "tiny.safetensors", "--set", "model.channels=8"],
         "data.* and eval.* keys only; model.channels=8 would be ignored",
     ),
+    ("eval-name-escapes", ["eval", "tiny.safetensors", "--name", "../x"], "plain folder name"),
     # --- data synth ---
     ("synth-size-0", ["data", "synth", "--out", "d", "-n", "2", "--size", "0"], "32..4096 px"),
     ("synth-size-huge", ["data", "synth", "--out", "d", "-n", "2", "--size", "99999"], "32..4096"),

@@ -182,7 +182,8 @@ def _bad_cases(tmp_path):
         ([ckpt, "-c", str(yaml_other), "-o", out], "not an authors' PoseNFS config"),
         ([ckpt, "-c", str(yaml_other), "-r", "mpii/mbv2_p3_h1_c10_256", "-o", out], "not both"),
         ([ckpt, "-r", "no/such_recipe", "-o", out], "recipe not found"),
-        ([ckpt, "--input-size", "256", "-o", out], "--input-size"),
+        ([ckpt, "--input-size", "100", "-o", out], "multiples of 32"),
+        ([ckpt, "--input-size", "8192", "-o", out], "between 32 and 4096"),
         ([ckpt, "--input-size", "[red]x1", "-o", out], "'[red]x1'"),  # markup escaped
     ]
 

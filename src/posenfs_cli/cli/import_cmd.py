@@ -11,21 +11,6 @@ from posenfs_cli.errors import PosenfsError
 from posenfs_cli.views.import_report import show, show_mismatch
 
 
-def parse_size(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        hw = [int(v) for v in parts]
-    except ValueError:
-        hw = []
-    if len(hw) != 2 or min(hw) < 32 or any(v % 32 for v in hw):
-        raise PosenfsError(
-            f"--input-size {text!r}: give HxW, both multiples of 32 (e.g. 256x256, 384x288)"
-        )
-    return hw
-
-
 def import_command(
     file: Path = typer.Argument(
         ..., help="The authors' checkpoint (best_ckpt.tar, previous_ckpt.tar, ...)."
@@ -70,6 +55,7 @@ def _import(
     inspect: bool,
     input_size: str | None,
 ) -> None:
+    from posenfs_cli.config import parse_input_size
     from posenfs_cli.official.importer import import_official
     from posenfs_cli.official.resolve import ImportMismatch
 
@@ -81,7 +67,7 @@ def _import(
         from posenfs_cli.engine.train_run import resolve_recipe_path
 
         recipe = load_recipe(resolve_recipe_path(recipe_name))
-    size = parse_size(input_size)
+    size = parse_input_size(input_size) if input_size is not None else None
     try:
         result = import_official(
             file, config=config, recipe=recipe, input_size=size, out=out, inspect=inspect

@@ -196,8 +196,10 @@ def prepare(checkpoint: Path, opts: EvalOptions) -> EvalJob:
     from posenfs_cli.data.layouts import get_layout
     from posenfs_cli.device import select_device
     from posenfs_cli.engine.checkpoint import build_from_checkpoint, read_checkpoint
+    from posenfs_cli.engine.run import pick_run_dir
     from posenfs_cli.models.fold import inference_model
 
+    pick_run_dir(opts.project, "eval", opts.name)  # a bad --name/--project fails before the work
     dev = select_device(opts.device)
     ckpt = read_checkpoint(checkpoint)
     rec = eval_recipe(ckpt, opts)

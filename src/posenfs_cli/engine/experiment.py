@@ -570,7 +570,7 @@ def run_experiment(
             "posenfs experiment runs its runs one after another in one process; start it "
             "without torchrun (use torchrun with posenfs search/train for one big run)"
         )
-    console = console or Console()
+    console = console or Console(emoji=False)
     say = announce or (lambda _text: None)
     planned = plan_runs(exp)  # every user mistake before anything is written
     root = Path(project) / "experiment" / exp.name
