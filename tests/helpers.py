@@ -1,5 +1,6 @@
 """Helpers several test modules share: tiny model configs, random architectures, the eval CLI
-runner and the torchrun command line. Fixtures live in ``conftest.py``."""
+runner, the torchrun command line, and the checks of a refused input (one error line, nothing
+left on disk). Fixtures live in ``conftest.py``."""
 
 from __future__ import annotations
 
@@ -69,3 +70,25 @@ def metrics(run: Path) -> list[dict[str, Any]]:
     """A run's metrics.jsonl rows without the timing columns."""
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def one_error_line(result: Result, needle: str = "") -> str:
+    """The rule for a refused input: rc 2 through SystemExit, exactly one non-blank line of
+    output in all (stdout and stderr), ``error: ...`` containing ``needle``, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: "), lines[0]
+    assert needle in lines[0], (needle, lines[0])
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def folder_listing(folder: Path) -> dict[str, bytes | None]:
+    """Every path below ``folder`` with its bytes (None for a folder): equal before and after a
+    refused command means nothing was written, changed or left behind."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(folder.rglob("*"))
+    }

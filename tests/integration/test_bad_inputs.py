@@ -21,6 +21,7 @@ from posenfs_cli.engine.checkpoint import save_checkpoint
 from posenfs_cli.models.build import build_model
 from posenfs_cli.nas.genotype import model_genotype
 from tests.conftest import RECIPES
+from tests.helpers import folder_listing, one_error_line
 
 runner = CliRunner()
 TINY_YAML = RECIPES / "synthetic/tiny.yaml"
@@ -68,13 +69,6 @@ def fixtures(tmp_path_factory) -> Path:
     return root
 
 
-def _listing(folder: Path) -> dict[str, bytes | None]:
-    return {
-        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
-        for p in sorted(folder.rglob("*"))
-    }
-
-
 def _workdir(fixtures: Path, tmp_path: Path, monkeypatch) -> Path:
     import shutil
 
@@ -82,17 +76,6 @@ def _workdir(fixtures: Path, tmp_path: Path, monkeypatch) -> Path:
     shutil.copytree(fixtures, work)
     monkeypatch.chdir(work)
     return work
-
-
-def assert_one_line_error(result, needle: str) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    assert needle in lines[0], (needle, lines[0])
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 # (id, argv, the text the one line must contain)
@@ -238,10 +221,10 @@ CASES = [
 @pytest.mark.parametrize("argv,needle", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_leaves_nothing(fixtures, tmp_path, monkeypatch, argv, needle):
     work = _workdir(fixtures, tmp_path, monkeypatch)
-    before = _listing(work)
+    before = folder_listing(work)
     result = runner.invoke(app, ["--device", "cpu", *argv])
-    assert_one_line_error(result, needle)
-    assert _listing(work) == before
+    one_error_line(result, needle)
+    assert folder_listing(work) == before
 
 
 def test_disk_full_during_a_checkpoint_write_names_the_file_and_cleans_up(tmp_path, monkeypatch):
@@ -271,7 +254,7 @@ def test_read_only_folder_is_one_line(fixtures, tmp_path, monkeypatch):
     import errno
 
     work = _workdir(fixtures, tmp_path, monkeypatch)
-    before = _listing(work)
+    before = folder_listing(work)
     real_mkdir = Path.mkdir
 
     def read_only(self, *a, **k):
@@ -283,9 +266,9 @@ def test_read_only_folder_is_one_line(fixtures, tmp_path, monkeypatch):
     result = runner.invoke(
         app, ["--device", "cpu", "train", *TINY, "--set", "data.synthetic.train_images=2"]
     )
-    line = assert_one_line_error(result, "read-only file system")
+    line = one_error_line(result, "read-only file system")
     assert "runs" in line
-    assert _listing(work) == before
+    assert folder_listing(work) == before
 
 
 def test_checkpoints_get_the_normal_file_mode(tmp_path):

@@ -21,7 +21,7 @@ from posenfs_cli.engine.checkpoint import save_checkpoint
 from posenfs_cli.models.build import build_model
 from posenfs_cli.options import size_value
 from tests.conftest import RECIPES
-from tests.integration.test_bad_inputs import assert_one_line_error
+from tests.helpers import folder_listing, one_error_line
 
 runner = CliRunner()
 TINY_YAML = RECIPES / "synthetic/tiny.yaml"
@@ -36,10 +36,6 @@ def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = build_model(recipe.model, get_layout(recipe.data.keypoints), load_pretrained=False)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", model, recipe)
-
-
-def _listing(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
 @pytest.fixture
@@ -127,19 +123,19 @@ CASES = [
 
 @pytest.mark.parametrize("argv,needle", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_number_or_name_is_one_line_and_leaves_nothing(work, tmp_path, argv, needle):
-    before = _listing(tmp_path)
+    before = folder_listing(tmp_path)
     result = runner.invoke(app, ["--device", "cpu", *argv])
-    assert_one_line_error(result, needle)
-    assert _listing(tmp_path) == before
+    one_error_line(result, needle)
+    assert folder_listing(tmp_path) == before
 
 
 def test_absolute_name_is_refused_and_not_created(work, tmp_path):
     target = tmp_path / "abs"
-    before = _listing(tmp_path)
+    before = folder_listing(tmp_path)
     result = runner.invoke(app, ["--device", "cpu", "search", *TINY, "--name", str(target)])
-    assert_one_line_error(result, "plain folder name")
+    one_error_line(result, "plain folder name")
     assert not target.exists()
-    assert _listing(tmp_path) == before
+    assert folder_listing(tmp_path) == before
 
 
 def test_threads_left_out_keeps_the_default(work):

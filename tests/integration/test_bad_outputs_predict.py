@@ -22,6 +22,7 @@ from posenfs_cli.engine.checkpoint import read_checkpoint, save_checkpoint
 from posenfs_cli.errors import PosenfsError
 from posenfs_cli.models.build import build_from_recipe
 from tests.conftest import RECIPES
+from tests.helpers import folder_listing, one_error_line
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -54,31 +55,12 @@ def fixtures(tmp_path_factory) -> Path:
     return root
 
 
-def _listing(folder: Path) -> dict[str, bytes | None]:
-    return {
-        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
-        for p in sorted(folder.rglob("*"))
-    }
-
-
 @pytest.fixture
 def work(fixtures, tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "work"
     shutil.copytree(fixtures, folder)
     monkeypatch.chdir(folder)
     return folder
-
-
-def one_error_line(result, needle: str) -> str:
-    """rc 2, exactly one line of output in all (stdout and stderr), ``error: ...needle...``."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error: "), lines[0]
-    assert needle in lines[0], (needle, lines[0])
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 PREDICT = ["--device", "cpu", "predict", IMAGE, "-c", "tiny.safetensors"]
@@ -163,9 +145,9 @@ CASES = [
 
 @pytest.mark.parametrize("argv,needle", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_writes_nothing(work, argv, needle):
-    before = _listing(work)
+    before = folder_listing(work)
     one_error_line(runner.invoke(app, argv), needle)
-    assert _listing(work) == before
+    assert folder_listing(work) == before
 
 
 @pytest.mark.parametrize(
@@ -182,9 +164,9 @@ def test_option_errors_come_before_the_newest_checkpoint_line(work, argv, needle
     best = work / "runs" / "train" / "exp" / "best.safetensors"
     best.parent.mkdir(parents=True)
     shutil.copy(work / "tiny.safetensors", best)
-    before = _listing(work)
+    before = folder_listing(work)
     one_error_line(runner.invoke(app, ["--device", "cpu", *argv]), needle)
-    assert _listing(work) == before
+    assert folder_listing(work) == before
 
 
 def test_heatmaps_checkpoint_only_names_the_missing_image_not_the_newest_run(work):

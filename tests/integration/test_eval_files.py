@@ -21,7 +21,7 @@ from posenfs_cli.data.layouts import COCO
 from posenfs_cli.engine.checkpoint import save_checkpoint
 from posenfs_cli.models.build import build_from_recipe, build_model
 from tests.conftest import RECIPES, SHARED_DATA, needs_shared
-from tests.helpers import run_eval
+from tests.helpers import one_error_line, run_eval
 
 STATS = ("ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "ar75", "arm", "arl")
 COCO_JSON = SHARED_DATA / "coco" / "test_coco.json"
@@ -66,14 +66,6 @@ def noisy_gt(monkeypatch):
         return p
 
     monkeypatch.setattr(evaluator, "predict", predict)
-
-
-def one_error_line(result) -> str:
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def coco_eval_direct(gt: dict, results: list[dict]) -> dict[str, float]:
