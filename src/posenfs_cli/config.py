@@ -470,11 +470,14 @@ def _check_numbers(recipe: Recipe) -> None:
     check_seed(recipe.train.seed, "train.seed")
 
 
-SEED_MAX = 2**32 - 1  # numpy's seed range: a negative or larger seed fails deep in the data code
+# Seeds are 64-bit: torch's generators take up to 2**64 - 1, and the samplers add the epoch to
+# the seed, so the signed 64-bit range leaves room; a negative or larger seed failed with a
+# traceback in torch or numpy.
+SEED_MAX = 2**63 - 1
 
 
 def check_seed(seed: Any, key: str = "train.seed") -> int:
-    """The one seed rule: an integer in [0, 2**32 - 1] (what numpy's generators accept)."""
+    """The one seed rule: an integer in [0, 2**63 - 1]."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
         raise _bad(key, seed, f"an integer in [0, {SEED_MAX}]")
     return seed
@@ -489,8 +492,8 @@ def check_recipe_values(recipe: Recipe) -> Recipe:
 
 
 def parse_input_size(text: str) -> list[int]:
-    """'256' -> [256, 256]; '384x288' -> [384, 288] (height x width)."""
-    parts = text.lower().replace("×", "x").split("x")
+    """'256' -> [256, 256]; '384x288' (or 384,288) -> [384, 288] (height x width)."""
+    parts = text.lower().replace("×", "x").replace(",", "x").split("x")
     try:
         nums = [int(p) for p in parts]
     except ValueError as exc:

@@ -321,7 +321,7 @@ def test_out_of_memory_is_one_line(capsys):
     assert exit_info.value.exit_code == 1
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: out of memory")
-    assert "--input-size" in lines[0] and "you tried to allocate 1 bytes" in lines[0]
+    assert "smaller input size" in lines[0] and "you tried to allocate 1 bytes" in lines[0]
 
     @user_errors
     def other_bug() -> None:

@@ -55,16 +55,16 @@ def work(tmp_path, monkeypatch, checkpoint) -> Path:
 
 # (id, argv, the text the one line must contain)
 CASES = [
-    # 1. train.seed: numpy's range [0, 2**32 - 1]
+    # 1. train.seed: [0, 2**63 - 1] (torch seeds are 64-bit; samplers add the epoch)
     ("search-seed-negative", ["search", *TINY, "--seed", "-1"], "train.seed must be an integer"),
     (
         "search-seed-too-large",
         ["search", *TINY, "--seed", "99999999999999999999"],
-        "train.seed must be an integer in [0, 4294967295]",
+        "train.seed must be an integer in [0, 9223372036854775807]",
     ),
-    ("train-seed-set", ["train", *TINY, "--set", "train.seed=4294967296"], "train.seed"),
+    ("train-seed-set", ["train", *TINY, "--set", "train.seed=9223372036854775808"], "train.seed"),
     # 2. experiment seeds
-    ("experiment-seeds-negative", ["experiment", *EXP, "--seeds", "-1"], "[0, 4294967295]"),
+    ("experiment-seeds-negative", ["experiment", *EXP, "--seeds", "-1"], "[0, 922337203"),
     ("experiment-seeds-range", ["experiment", *EXP, "--seeds", "0-4294967295"], "at most 1000"),
     ("experiment-yaml-seeds", ["experiment", "bad_seeds.yaml", "--project", "runs"], "seeds"),
     # (experiment runs are checked by the same rules as search/train, before any folder)
@@ -160,7 +160,7 @@ def test_seed_limits_are_accepted_by_the_recipe_rules():
     from posenfs_cli.config import check_recipe_values, set_values
 
     rec = load_recipe(TINY_YAML)
-    for seed in (0, 2**32 - 1):
+    for seed in (0, 2**32, 1_700_000_000_000, 2**63 - 1):  # 0.1.0 took any of these
         check_recipe_values(set_values(rec, {"train.seed": seed}))
 
 
@@ -177,3 +177,20 @@ def test_explicit_name_ending_in_a_digit_counts_with_a_dash(tmp_path):
     (tmp_path / "search" / "exp2").mkdir()
     assert runfiles.pick_run_dir(tmp_path, "search", None).name == "exp3"
     assert runfiles.pick_run_dir(tmp_path, "search", "ev1", exist_ok=True).name == "ev1"
+
+
+def test_names_made_from_inputs_are_cleaned_not_refused(tmp_path):
+    """predict names its run after the input: any legal file name must give a folder."""
+    assert runfiles.folder_name("photo", "images") == "photo"
+    assert runfiles.folder_name("a\\b", "images") == "a_b"
+    for odd in ("", ".", "..", "  "):
+        assert runfiles.folder_name(odd, "images") == "images"
+    long = runfiles.folder_name("é" * 300, "images")
+    assert len(long.encode()) <= runfiles.NAME_MAX and long == "é" * 127
+    assert runfiles.pick_run_dir(tmp_path, "search", "exp1/").name == "exp1"  # completion's /
+
+
+def test_large_seeds_of_older_runs_still_train(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["--device", "cpu", "search", *TINY, "--seed", str(2**63 - 1)])
+    assert result.exit_code == 0, result.output

@@ -82,8 +82,8 @@ def user_errors(func: F) -> F:
             if not out_of_memory(exc):
                 raise
             fail(
-                "out of memory: the input is too large for this machine (try a smaller "
-                f"--input-size or --batch-size); {user_message(exc)}",
+                "out of memory: the work is too large for this machine (try a smaller input "
+                f"size or batch size); {user_message(exc)}",
                 1,
             )
         except KeyboardInterrupt:

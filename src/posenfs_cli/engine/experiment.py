@@ -102,7 +102,7 @@ MAX_SEEDS = 1000
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'0,1,2' -> [0, 1, 2]; '0-4' -> [0, 1, 2, 3, 4]; each in [0, 2**32 - 1]."""
+    """'0,1,2' -> [0, 1, 2]; '0-4' -> [0, 1, 2, 3, 4]; each in [0, 2**63 - 1]."""
     ranges: list[tuple[int, int]] = []
     try:
         for part in (p.strip() for p in text.split(",") if p.strip()):

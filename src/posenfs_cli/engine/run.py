@@ -29,6 +29,7 @@ def check_run_name(name: str, option: str = "--name") -> str:
     ``../x`` would put the run outside the project and ``/tmp/x`` anywhere at all; an empty name
     used to fall back to ``exp`` silently.
     """
+    name = name.rstrip("/") or name  # `exp1/` as shell completion writes a folder
     if not name.strip():
         raise PosenfsError(f"{option} is empty; give a folder name such as exp1")
     if any(c in name for c in ("/", "\\", "\0")) or name in (".", ".."):
@@ -38,6 +39,14 @@ def check_run_name(name: str, option: str = "--name") -> str:
     if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
         raise PosenfsError(f"{option} is longer than {NAME_MAX} bytes; give a shorter name")
     return name
+
+
+def folder_name(text: str, fallback: str) -> str:
+    """A run name made from an input's name (``predict photo.jpg`` -> ``photo``): separators
+    become ``_``, and a name that is empty, ``.`` or ``..`` becomes ``fallback``."""
+    name = "".join("_" if c in "/\\\0" else c for c in text).strip()
+    name = name.encode("utf-8", "surrogateescape")[:NAME_MAX].decode("utf-8", "ignore")
+    return fallback if name in ("", ".", "..") else name
 
 
 def pick_run_dir(

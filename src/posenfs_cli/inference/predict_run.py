@@ -162,7 +162,7 @@ class PredictJob:
 def prepare(src: str, checkpoint: Path, opts: PredictOptions) -> PredictJob:
     """Open the source, the box source and the model; fail before any file is written."""
     from posenfs_cli.device import select_device
-    from posenfs_cli.engine.run import new_run_dir
+    from posenfs_cli.engine.run import folder_name, new_run_dir
     from posenfs_cli.inference.predictor import Predictor
     from posenfs_cli.inference.sources import Frame, ImageFiles, open_source
 
@@ -183,7 +183,9 @@ def prepare(src: str, checkpoint: Path, opts: PredictOptions) -> PredictJob:
             f"OKS sigmas); {checkpoint} predicts {layout.name} keypoints"
         )
     out_dir = (
-        Path(opts.out) if opts.out is not None else new_run_dir("runs", "predict", source.name)
+        Path(opts.out)
+        if opts.out is not None
+        else new_run_dir("runs", "predict", folder_name(source.name, "images"))
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     notes = []
