@@ -40,6 +40,7 @@ from posenfs_cli.options import (
     PruneOptions,
     RecipeOptions,
     RunOptions,
+    option_flag,
 )
 
 T = TypeVar("T")
@@ -90,7 +91,7 @@ def _fit(
     run_opts = _options(RunOptions, run, run_kw)
     if extra.get("from_checkpoint") is not None:
         model_flags = [
-            f"--{n}" for n in ("parts", "backbone", "pretrained") if getattr(rec_opts, n)
+            option_flag(n) for n in ("parts", "backbone", "pretrained") if getattr(rec_opts, n)
         ]
         model_flags += [f"--set {s}" for s in rec_opts.sets if s.strip().startswith("model.")]
         if model_flags:
@@ -101,7 +102,7 @@ def _fit(
     if run_opts.resume is None:
         return run_training(command, build_recipe(rec_opts), run_opts, hooks, **extra)
     given = [
-        "--set" if f.name == "sets" else f"--{f.name.replace('_', '-')}"
+        option_flag(f.name)
         for f in dataclasses.fields(rec_opts)
         if getattr(rec_opts, f.name) not in (None, [])
     ]

@@ -38,6 +38,12 @@ RECIPE_KEYS = {
 }
 
 
+def option_flag(name: str) -> str:
+    """The command-line flag of a RecipeOptions field, for messages (``data_root`` ->
+    ``--data-root``, ``sets`` -> ``--set``)."""
+    return "--set" if name == "sets" else f"--{name.replace('_', '-')}"
+
+
 def size_value(size: str | list[int] | tuple[int, int] | None) -> list[int] | None:
     """'256', '384x288' or [384, 288] -> [h, w], checked by the one input-size rule."""
     if size is None:

@@ -60,10 +60,8 @@ def _heatmaps(ctx, checkpoint, image, box, kpt_thr, out, device) -> None:
     check_box(box)
     if not math.isfinite(kpt_thr):
         raise PosenfsError(f"--kpt-thr must be a finite number, got {kpt_thr:g}")
-    if out is not None:
-        check_image_out(out)
-    checkpoint = checkpoint_or_latest(checkpoint)
     out = check_image_out(out or Path("runs/visualize") / f"heatmaps_{image.stem}.png")
+    checkpoint = checkpoint_or_latest(checkpoint)
     fig = heatmap_figure(checkpoint, image, box, kpt_thr, resolve_device_option(ctx, device))
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), fig.image):

@@ -20,7 +20,7 @@ from posenfs_cli.config import (
 )
 from posenfs_cli.engine import run as runfiles
 from posenfs_cli.errors import PosenfsError
-from posenfs_cli.options import RECIPE_KEYS, RecipeOptions, RunOptions
+from posenfs_cli.options import RECIPE_KEYS, RecipeOptions, RunOptions, option_flag
 from posenfs_cli.validation import validate
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def build_recipe(opts: RecipeOptions) -> Recipe:
     for text in opts.sets:
         key = text.split("=", 1)[0].strip()
         if key in typed:  # two values for one key: neither may win silently
-            flag = next(f"--{n.replace('_', '-')}" for n, k in RECIPE_KEYS.items() if k == key)
+            flag = next(option_flag(n) for n, k in RECIPE_KEYS.items() if k == key)
             raise PosenfsError(f"{flag} and --set {key} both set {key}; give one")
     rec = load_recipe(resolve_recipe_path(opts.recipe or default_recipe(opts.dataset)))
     rec = apply_overrides(set_values(rec, typed), list(opts.sets))
