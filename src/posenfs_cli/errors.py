@@ -25,6 +25,15 @@ def existing_file(path: str | Path, missing: str, folder: str | None = None) -> 
     return p
 
 
+def folder_out(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as a Path for an output folder (made later if missing); an existing file there
+    is a PosenfsError, refused before any work is done."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise PosenfsError(f"{option} {p} is a file; {option} needs a folder")
+    return p
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (
     PosenfsError,
     ConfigError,

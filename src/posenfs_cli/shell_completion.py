@@ -139,10 +139,9 @@ def write_all(
     """Write the scripts of ``shells`` (default: all three) into ``folder`` (made if missing),
     each whole or not at all."""
     from posenfs_cli.atomic import atomic_write_text
-    from posenfs_cli.errors import PosenfsError
+    from posenfs_cli.errors import PosenfsError, folder_out
 
-    if folder.exists() and not folder.is_dir():
-        raise PosenfsError(f"--write {folder} is a file; give a folder")
+    folder_out(folder, "--write")
     unknown = [s for s in shells if s not in FILENAMES]
     if unknown:
         raise PosenfsError(f"unknown shell {unknown[0]!r}: choose from {', '.join(SHELLS)}")

@@ -107,12 +107,6 @@ def check_image_out(path: Path, option: str = "--out") -> Path:
     return path
 
 
-def check_folder_out(path: Path, option: str = "--out") -> Path:
-    if path.exists() and not path.is_dir():
-        raise PosenfsError(f"{option} {path} is a file; give a folder")
-    return path
-
-
 def resolve_device_option(ctx: typer.Context, local: str | None) -> str:
     """A subcommand's --device wins over the global one."""
     return local if local is not None else global_state(ctx).device

@@ -10,7 +10,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from posenfs_cli.cli.common import check_folder_out, check_image_out, console, user_errors
+from posenfs_cli.cli.common import check_image_out, console, user_errors
+from posenfs_cli.errors import folder_out
 
 
 def arch_command(
@@ -36,7 +37,7 @@ def arch_command(
 def _arch(source: Path, out: Path | None) -> None:
     from posenfs_cli.engine.visualize import arch_pngs, default_arch_dir
 
-    out = check_folder_out(out or default_arch_dir(source))
+    out = folder_out(out or default_arch_dir(source))
     genotype, written = arch_pngs(source, out)
     console.print(
         f"{len(genotype.cnfs)} CNF diagrams of {escape(str(source))} -> "

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from posenfs_cli.data.jsonio import write_json
-from posenfs_cli.errors import PosenfsError
+from posenfs_cli.errors import PosenfsError, folder_out
 from posenfs_cli.inference.detectors import BoxesFile, WholeImage, make_detector
 from posenfs_cli.inference.writer import Tally, Writer
 from posenfs_cli.options import PredictOptions
@@ -38,8 +38,8 @@ def check_options(opts: PredictOptions) -> None:
         )
     if not math.isfinite(opts.kpt_thr):
         raise PosenfsError(f"--kpt-thr must be a finite number, got {opts.kpt_thr:g}")
-    if opts.out is not None and Path(opts.out).exists() and not Path(opts.out).is_dir():
-        raise PosenfsError(f"--out {opts.out} is a file; --out needs a folder")
+    if opts.out is not None:
+        folder_out(opts.out)
 
 
 def box_source(opts: PredictOptions) -> Any:

@@ -14,7 +14,7 @@ import numpy as np
 from posenfs_cli.data.synthetic.annotations import coco_categories, coco_entries, mpii_records
 from posenfs_cli.data.synthetic.core import SynthSplit
 from posenfs_cli.data.synthetic.render import generate_image
-from posenfs_cli.errors import PosenfsError
+from posenfs_cli.errors import PosenfsError, folder_out
 
 
 @dataclass
@@ -47,8 +47,7 @@ def plan_synthetic(
     quality: int = 95,
 ) -> SynthPlan:
     """The train and val splits to write to ``out``, every argument checked."""
-    if Path(out).exists() and not Path(out).is_dir():
-        raise PosenfsError(f"{out} is a file; the dataset needs a folder")
+    folder_out(out)
     if not 1 <= quality <= 100:
         raise PosenfsError(f"JPEG quality must be in 1..100, got {quality}")
     splits = [
